@@ -1,0 +1,3 @@
+"""lyric_lm: fine-tune GPT-2 to write song lyrics with PyTorch Lightning and Hydra."""
+
+__version__ = "0.1.0"

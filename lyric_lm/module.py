@@ -1,0 +1,64 @@
+"""LyricLM: the causal LM as a LightningModule — loss, metrics, optimizer and schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric
+
+from lyric_lm.model import build_causal_lm
+from lyric_lm.optim import build_adamw, build_scheduler, warmup_steps
+
+
+class LyricLM(L.LightningModule):
+    """Fine-tunes a transformers causal LM; the Trainer does placement, precision, accumulation and stepping.
+
+    Args:
+        model: the `model` config group as a plain dict (name_or_path, from_scratch, config, tokenizer).
+        optim: the `optim` config group (lr, weight_decay, betas, eps, warmup_steps, warmup_ratio).
+        hf_config: the transformers config of the built model; filled in on first construction and saved
+            with the hyperparameters, so `LyricLM.load_from_checkpoint(path)` rebuilds it offline.
+    """
+
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any], hf_config: dict[str, Any] | None = None):
+        super().__init__()
+        # The run's full config goes to the logger from pipeline.train; here only what rebuilds the module.
+        self.save_hyperparameters(logger=False)
+        self.model = build_causal_lm(model, hf_config)
+        if hf_config is None:
+            self.hparams["hf_config"] = self.model.config.to_dict()
+        self.val_loss = MeanMetric()
+
+    def forward(self, input_ids: torch.Tensor, **kwargs) -> Any:
+        return self.model(input_ids=input_ids, **kwargs)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss = self.model(**batch).loss
+        # Weight each batch by its predicted tokens, so val/loss is the mean over tokens, not over batches.
+        n_tokens = (batch["labels"][:, 1:] != -100).sum()
+        self.val_loss.update(loss.float(), weight=n_tokens)
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/ppl", torch.exp(loss))
+
+    def configure_optimizers(self):
+        cfg = self.hparams.optim
+        optimizer = build_adamw(self.model, cfg["lr"], cfg["weight_decay"], cfg["betas"], cfg.get("eps", 1e-8))
+        # Counts accumulation, epochs, max_steps, limit_train_batches and devices: one optimizer step each.
+        total = self.trainer.estimated_stepping_batches
+        warmup = warmup_steps(total, cfg.get("warmup_steps"), cfg.get("warmup_ratio", 0.0))
+        scheduler = build_scheduler(optimizer, warmup, int(total))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+        }

@@ -1,0 +1,61 @@
+"""Every shipped config composes, alone and as the README uses it."""
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF, compose_train
+
+GROUP_OPTIONS = [
+    f"{group.name}={option.stem}"
+    for group in sorted(CONF.iterdir())
+    if group.is_dir() and group.name != "hydra"
+    for option in sorted(group.glob("*.yaml"))
+]
+
+
+def test_every_group_has_options():
+    groups = {o.split("=")[0] for o in GROUP_OPTIONS}
+    assert {"model", "data", "optim", "trainer", "callbacks", "logger", "experiment", "debug"} <= groups
+
+
+@pytest.mark.parametrize("override", GROUP_OPTIONS)
+def test_group_option_composes(override, tmp_path):
+    cfg = compose_train(override, output_dir=tmp_path)
+    assert cfg.model.name_or_path
+    assert cfg.optim.lr > 0
+    assert cfg.data.block_size > 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["trainer.accumulate_grad_batches=8"],
+        ["optim.lr=1e-4", "data.batch_size=4"],
+        [
+            "experiment=quickstart",
+            "trainer.accumulate_grad_batches=8",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=64",
+            "data.batch_size=2",
+            "data.block_size=64",
+        ],
+        ["model.name_or_path=gpt2-medium"],
+        ["model=gpt2", "model.from_scratch=true"],
+        ["optim.warmup_steps=100", "optim.betas=[0.9,0.95]"],
+    ],
+)
+def test_readme_overrides_compose(overrides, tmp_path):
+    cfg = compose_train(*overrides, output_dir=tmp_path)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if "." in override.key_or_group:  # a value, not a group choice: it must arrive as given
+            assert OmegaConf.select(cfg, override.key_or_group) == override.value()
+
+
+def test_default_is_real_gpt2_and_quickstart_is_tiny(tmp_path):
+    assert compose_train(output_dir=tmp_path).model.name_or_path == "gpt2"
+    assert not compose_train(output_dir=tmp_path).model.from_scratch
+    quick = compose_train("experiment=quickstart", output_dir=tmp_path)
+    assert quick.model.from_scratch
+    assert quick.model.tokenizer == "bundled"

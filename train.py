@@ -1,0 +1,17 @@
+"""Fine-tune GPT-2 on lyrics: `python train.py [group=option ...] [key=value ...]` (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from lyric_lm.errors import exit_on_user_error
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from lyric_lm.pipeline import train  # imported here so `--help` and `--cfg` stay fast
+
+    return exit_on_user_error(lambda: train(cfg))
+
+
+if __name__ == "__main__":
+    main()
