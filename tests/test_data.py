@@ -82,3 +82,14 @@ def test_empty_file_is_a_user_error(tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(LyricLMError, match="holds no lyrics"):
         read_songs(tmp_path / "empty.txt")
+
+
+def test_conditioning_header_is_readable_and_skips_missing_fields():
+    from lyric_lm.data.conditioning import with_header
+
+    meta = {"genre": "country", "artist": "", "title": "Dust  Road"}
+    assert (
+        with_header("[Verse]\nla", meta, ["genre", "artist", "title"])
+        == "genre: country\ntitle: Dust Road\n\n[Verse]\nla"
+    )
+    assert with_header("la", meta, []) == "la"
