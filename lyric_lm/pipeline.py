@@ -29,7 +29,7 @@ def train(cfg: DictConfig) -> float | None:
     """Fit LyricLM as `cfg` says; returns the best `cfg.optimized_metric` (for sweepers) or None."""
     if HydraConfig.initialized():
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
-        for name in ("lightning.pytorch", "lightning.fabric"):
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).handlers.clear()
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
