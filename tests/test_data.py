@@ -68,7 +68,7 @@ def test_split_is_fixed_by_split_seed(corpus):
     ("kwargs", "message"),
     [
         ({"path": "/no/such/lyrics.txt"}, "does not exist"),
-        ({"val_fraction": 0.0}, "leaves a split empty"),
+        ({"val_fraction": 0.0}, "leave the val split empty"),
         ({"block_size": 100_000}, "shorter than one block"),
     ],
 )
