@@ -118,7 +118,7 @@ class LyricsDataModule(L.LightningDataModule):
         self.split_by = split_by
         self.split_seed = split_seed
         self.packing = packing
-        self.stride = stride or block_size
+        self.stride = block_size if stride is None else stride
         if not 0 < self.stride <= block_size:
             raise LyricLMError(f"data.stride={stride} must be between 1 and data.block_size={block_size}")
         self.block_size = block_size
