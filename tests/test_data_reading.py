@@ -132,3 +132,14 @@ def test_missing_named_column_lists_the_columns(tmp_path):
 def test_hub_dataset_offline_is_a_user_error():
     with pytest.raises(LyricLMError, match="hub dataset someone/lyrics cannot be loaded: the Hugging Face hub is"):
         read_songs("someone/lyrics", fmt="hub")
+
+
+def test_a_source_in_several_arrow_files_gets_the_missing_columns():
+    from datasets import Dataset, concatenate_datasets
+
+    from lyric_lm.data.reading import standard_columns
+
+    # datasets writes a big input (a 1 GB CSV) as several Arrow shards; the columns it lacks must still be added.
+    parts = concatenate_datasets([Dataset.from_dict({"Lyrics": ["walk on"]}), Dataset.from_dict({"Lyrics": ["rise"]})])
+    songs = standard_columns(parts, {}, "x.csv")
+    assert songs[1] == {"text": "rise", "title": None, "artist": None, "genre": None, "language": None}

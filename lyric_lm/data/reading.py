@@ -260,7 +260,7 @@ def _add_none_column(ds: Dataset, field: str) -> Dataset:
     """A column of nulls without a Python list of a million Nones."""
     import pyarrow as pa
 
-    return Dataset(ds.data.append_column(field, pa.nulls(len(ds), pa.string())), split=ds.split)
+    return ds.add_column(field, pa.nulls(len(ds), pa.string()), feature=Value("string"))
 
 
 def _csv_header(path: Path, sep: str, encoding: str) -> list[str]:

@@ -19,7 +19,7 @@ def split_groups(songs: Dataset, by: str) -> np.ndarray:
         return np.arange(len(songs))
     if by != "artist":
         raise LyricLMError(f"data.split_by={by} is not song or artist")
-    artist = songs.data.column("artist")
+    artist = songs.select_columns(["artist"]).with_format("arrow")[:]["artist"]  # honours a select()'s indices
     if artist.null_count == len(songs):
         raise LyricLMError("data.split_by=artist needs an artist column, and this corpus has none; use split_by=song")
     names = pc.utf8_lower(pc.utf8_trim_whitespace(artist))
