@@ -10,6 +10,15 @@ from lyric_lm.data.reading import read_songs
 from lyric_lm.errors import LyricLMError
 
 
+def write(path, text: str | None):
+    """A file with `text`, or an empty folder for None."""
+    if text is None:
+        path.mkdir()
+    else:
+        path.write_text(text)
+    return path
+
+
 def read(path, **kwargs):
     return read_songs(path, **kwargs)[:]
 
@@ -108,12 +117,13 @@ def test_cut_off_jsonl_line_names_its_number(tmp_path):
     ("setup", "message"),
     [
         (lambda d: d / "missing.csv", "does not exist"),
-        (lambda d: (d / "e.csv").write_text("") and None or d / "e.csv", "e.csv is empty"),
-        (lambda d: (d / "e.txt").write_text("\n\n") and None or d / "e.txt", "holds no lyrics"),
-        (lambda d: (d / "empty").mkdir() or d / "empty", "holds no lyrics files"),
+        (lambda d: write(d / "e.csv", ""), "e.csv is empty"),
+        (lambda d: write(d / "e.txt", "\n\n"), "holds no lyrics"),
+        (lambda d: write(d / "h.csv", "title,lyrics\n"), "h.csv holds no rows"),
+        (lambda d: write(d / "empty", None), "holds no lyrics files"),
         (lambda d: str(d / "*.parquet"), "matches no files"),
-        (lambda d: (d / "x.csv").write_text("title,words\na,b\n") and None or d / "x.csv", "columns are: title, words"),
-        (lambda d: (d / "x.docx").write_text("la") and None or d / "x.docx", "unknown file type"),
+        (lambda d: write(d / "x.csv", "title,words\na,b\n"), "columns are: title, words"),
+        (lambda d: write(d / "x.docx", "la"), "unknown file type"),
     ],
 )
 def test_bad_sources_are_one_line_user_errors(tmp_path, setup, message):

@@ -188,6 +188,8 @@ def read_songs(
             raw = load_dataset(fmt, **kwargs)
     except Exception as err:  # the builders wrap the cause; find which file and what is wrong for the user
         raise _explain_load_error(err, paths, fmt, encoding) from err
+    if len(raw) == 0:
+        raise LyricLMError(f"data.path {where} holds no rows (only a header?); add songs to it")
     if fmt == "text":
         strings = Features({c: Value("string") for c in COLUMNS})
         raw = raw.map(split_documents, batched=True, batch_size=16, remove_columns=raw.column_names, features=strings)
@@ -322,6 +324,9 @@ def _explain_load_error(err: Exception, paths: list[Path], fmt: str, encoding: s
         e = e.__cause__ or e.__context__
     if any(isinstance(c, LookupError) and "encoding" in str(c) for c in causes):
         return LyricLMError(f"data.encoding={encoding} is not a known encoding; try utf-8 or latin-1")
+    where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
+    if any("corresponds to no data" in str(c) for c in causes):  # datasets' words for zero rows
+        return LyricLMError(f"data.path {where} holds no rows (only a header?); add songs to it")
     if fmt != "parquet":
         for p in paths:
             line = first_undecodable_line(p, encoding)
@@ -340,5 +345,4 @@ def _explain_load_error(err: Exception, paths: list[Path], fmt: str, encoding: s
                     "(JSON Lines: one object per line)"
                 )
     reason = str(causes[-1]).strip().splitlines()[0] if str(causes[-1]).strip() else type(causes[-1]).__name__
-    where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
     return LyricLMError(f"data.path {where} could not be read as {fmt}: {reason}; check the file or data.format")
