@@ -37,6 +37,9 @@ class LyricLM(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        if "attention_mask" in batch:  # padded batches (data.packing=false): share of pad tokens, averaged per epoch
+            pad_share = 1 - batch["attention_mask"].float().mean()
+            self.log("train/pad_share", pad_share, on_step=False, on_epoch=True, batch_size=batch["input_ids"].size(0))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

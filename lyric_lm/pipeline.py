@@ -42,7 +42,10 @@ def train(cfg: DictConfig) -> float | None:
     module = LyricLM(model=model_cfg, optim=OmegaConf.to_container(cfg.optim, resolve=True))
     context = module.model.config.n_positions if hasattr(module.model.config, "n_positions") else None
     if context is not None and datamodule.block_size > context:
-        raise LyricLMError(f"data.block_size={datamodule.block_size} exceeds the model's context of {context} tokens")
+        raise LyricLMError(
+            f"data.block_size={datamodule.block_size} exceeds the model's context of {context} tokens; "
+            f"set data.block_size={context} or less"
+        )
 
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     callbacks = instantiate_all(cfg.get("callbacks"))

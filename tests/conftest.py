@@ -34,6 +34,7 @@ def _offline(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("LYRIC_LM_CACHE", str(tmp_path_factory.mktemp("lyric_lm_cache")))  # tokenized data cache
 
 
 def compose_train(*overrides: str, output_dir: Path | None = None) -> DictConfig:

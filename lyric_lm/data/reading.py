@@ -1,22 +1,57 @@
-"""Reading songs from the project's plain-text lyrics format into a 🤗 `datasets.Dataset`.
+"""Reading songs from a file, a folder, a glob or a hub dataset into a 🤗 `datasets.Dataset` of standard columns.
 
-The format (the builtin sample uses it; README documents it): songs separated by a line `===`; each song may
-start with `key: value` header lines (title, artist, genre, ...) followed by a blank line, then the lyrics.
+Every source ends as one row per song with the columns `text`, `title`, `artist`, `genre`, `language` (strings,
+None where unknown). The reading itself is `datasets`' own builders (text, csv, json, parquet): Arrow, memory-mapped,
+streamed in chunks, so a corpus of millions of songs never sits in Python lists.
+
+The project's plain-text format (the builtin sample uses it; README documents it): songs separated by a line `===`;
+each song may start with `key: value` header lines (title, artist, genre, ...) followed by a blank line, then the
+lyrics. A `.txt` file without a `===` line is one song.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import glob
+import json
+import logging
 import re
+from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, Features, Value, load_dataset
 
 from lyric_lm.errors import LyricLMError
 
 SONG_SEPARATOR = "==="
 HEADER_LINE = re.compile(r"^([a-z_]+):\s*(.*)$")
 METADATA = ("title", "artist", "genre")
+COLUMNS = ("text", "title", "artist", "genre", "language")
+
+# File extension -> datasets builder. `.tsv` is the csv builder with a tab separator.
+FORMATS = {
+    ".txt": "text",
+    ".text": "text",
+    ".lyrics": "text",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+# Column names recognised case-insensitively when data.<field>_column is not set, in order of preference.
+COLUMN_CANDIDATES = {
+    "text": ("lyrics", "lyric", "text"),
+    "title": ("title", "song", "song_name", "track", "track_name", "name"),
+    "artist": ("artist", "artist_name", "artists", "singer"),
+    "genre": ("genre", "tag", "genres", "style"),
+    "language": ("language", "lang"),
+}
 
 
 def sample_path() -> Path:
@@ -47,13 +82,267 @@ def parse_songs(text: str) -> list[dict[str, str]]:
     return songs
 
 
-def read_songs(path: str | Path | None) -> Dataset:
-    """Songs from a `.txt` file or a folder of them (`None`: the builtin sample) as a Dataset."""
-    path = sample_path() if path is None else Path(path).expanduser()
-    if not path.exists():
-        raise LyricLMError(f"data.path {path} does not exist; give a lyrics file or folder, or leave it unset")
-    paths = sorted(p for p in path.rglob("*.txt") if p.is_file()) if path.is_dir() else [path]
-    songs = [song for p in paths for song in parse_songs(p.read_text(encoding="utf-8"))]
-    if not songs:
-        raise LyricLMError(f"data.path {path} holds no lyrics; add songs in the format the README describes")
-    return Dataset.from_list(songs)
+def split_documents(batch: dict[str, list]) -> dict[str, list]:
+    """`Dataset.map` function: whole .txt files (one row each) -> one row per song."""
+    out = {c: [] for c in COLUMNS}
+    for doc in batch["text"]:
+        for song in parse_songs(doc):
+            for c in COLUMNS:
+                out[c].append(song.get(c) or None)
+    return out
+
+
+def resolve_files(path: str | Path | None, fmt: str = "auto") -> tuple[list[Path], str]:
+    """The files `data.path` names (a file, a folder read recursively, or a glob) and their format."""
+    if path is None:
+        if fmt not in ("auto", "text"):
+            raise LyricLMError(f"data={fmt} needs data.path=<your {fmt} file or folder>; or use data=sample")
+        return [sample_path()], "text"
+    spec = str(Path(str(path)).expanduser())
+    if glob.has_magic(spec):
+        found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        if not found:
+            raise LyricLMError(f"data.path {spec} matches no files; check the pattern (quote it in the shell)")
+    elif not Path(spec).exists():
+        raise LyricLMError(f"data.path {spec} does not exist; give a lyrics file, folder or glob, or leave it unset")
+    elif Path(spec).is_dir():
+        found = sorted(p for p in Path(spec).rglob("*") if p.is_file() and not p.name.startswith("."))
+        if fmt == "auto":
+            found = [p for p in found if p.suffix.lower() in FORMATS]
+        if not found:
+            raise LyricLMError(
+                f"data.path {spec} holds no lyrics files ({', '.join(sorted(FORMATS))}); add some or point at one"
+            )
+    else:
+        found = [Path(spec)]
+    if fmt != "auto":
+        return found, fmt
+    kinds = {FORMATS.get(p.suffix.lower()) for p in found}
+    if None in kinds:
+        odd = next(p for p in found if p.suffix.lower() not in FORMATS)
+        raise LyricLMError(f"data.path {odd}: unknown file type {odd.suffix!r}; set data.format=text|csv|json|parquet")
+    if len(kinds) > 1:
+        raise LyricLMError(
+            f"data.path {spec} mixes {', '.join(sorted(kinds))} files; point it at one kind, e.g. {spec}/**/*.csv"
+        )
+    return found, kinds.pop()
+
+
+@contextlib.contextmanager
+def quiet_datasets_errors() -> Iterator[None]:
+    """`datasets` logs its own error line before raising; ours is the one line the user should see."""
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_songs(
+    path: str | Path | None,
+    fmt: str = "auto",
+    text_column: str | None = None,
+    title_column: str | None = None,
+    artist_column: str | None = None,
+    genre_column: str | None = None,
+    encoding: str = "utf-8",
+    hub_config: str | None = None,
+    hub_split: str = "train",
+    cache_dir: str | Path | None = None,
+) -> Dataset:
+    """Songs from `path` (None: the builtin sample) as a Dataset with the columns in `COLUMNS`.
+
+    Args:
+        fmt: auto (from the file extension), text, csv, json, parquet, or hub (`path` is a hub dataset id).
+        cache_dir: where `datasets` writes its Arrow files (the caller's temporary build directory).
+    """
+    columns = {"text": text_column, "title": title_column, "artist": artist_column, "genre": genre_column}
+    if fmt == "hub":
+        if not path:
+            raise LyricLMError("data=hub needs data.path=<a Hugging Face dataset id>, e.g. data.path=user/lyrics")
+        raw, where = _load_hub(str(path), hub_config, hub_split), f"hub dataset {path}"
+        return standard_columns(raw, columns, where)
+    paths, fmt = resolve_files(path, fmt)
+    where = str(paths[0]) if len(paths) == 1 else f"{path} ({len(paths)} files)"
+    for p in paths:
+        if p.stat().st_size == 0:
+            raise LyricLMError(f"data.path {p} is empty; remove it or add lyrics to it")
+    data_files = [str(p) for p in paths]
+    kwargs: dict = {"data_files": data_files, "split": "train", "cache_dir": str(cache_dir) if cache_dir else None}
+    if fmt == "text":
+        kwargs.update(sample_by="document", encoding=encoding)
+    elif fmt == "csv":
+        sep = "\t" if paths[0].suffix.lower() in (".tsv", ".tab") else ","
+        header = _csv_header(paths[0], sep, encoding)
+        # Every column as a string: pandas would guess types chunk by chunk, and a `year` column that reads as
+        # int in one chunk and float (an NA) in the next breaks the Arrow schema half-way through a big file.
+        kwargs.update(sep=sep, encoding=encoding, features=Features({c: Value("string") for c in header}))
+    elif fmt == "json":
+        kwargs.update(encoding=encoding)
+    elif fmt != "parquet":
+        raise LyricLMError(f"data.format={fmt} is not one of auto, text, csv, json, parquet, hub")
+    try:
+        with quiet_datasets_errors():
+            raw = load_dataset(fmt, **kwargs)
+    except Exception as err:  # the builders wrap the cause; find which file and what is wrong for the user
+        raise _explain_load_error(err, paths, fmt, encoding) from err
+    if len(raw) == 0:
+        raise LyricLMError(f"data.path {where} holds no rows (only a header?); add songs to it")
+    if fmt == "text":
+        strings = Features({c: Value("string") for c in COLUMNS})
+        raw = raw.map(split_documents, batched=True, batch_size=16, remove_columns=raw.column_names, features=strings)
+        if len(raw) == 0:
+            raise LyricLMError(f"data.path {where} holds no lyrics; add songs in the format the README describes")
+        return raw
+    return standard_columns(raw, columns, where)
+
+
+def _load_hub(name: str, config: str | None, split: str) -> Dataset:
+    import os
+
+    from lyric_lm.hub import hub_reachable
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")  # then datasets uses its cache
+    if not offline and not hub_reachable():  # datasets would retry for a long while before failing
+        raise LyricLMError(
+            f"hub dataset {name} cannot be loaded: the Hugging Face hub is unreachable; set HF_HUB_OFFLINE=1 to use "
+            "a cached copy, or download its files and point data.path at them"
+        )
+    try:
+        with quiet_datasets_errors():
+            return load_dataset(name, config, split=split)
+    except Exception as err:
+        raise LyricLMError(
+            f"hub dataset {name} (config {config}, split {split}) could not be loaded ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); check the id and the network, or download it and "
+            "point data.path at the files"
+        ) from err
+
+
+def find_column(columns: Sequence[str], field: str) -> str | None:
+    """The column holding `field`, matched case-insensitively (ignoring a byte-order mark) against known names."""
+    by_name = {c.lstrip("\ufeff").strip().lower(): c for c in columns}
+    return next((by_name[n] for n in COLUMN_CANDIDATES[field] if n in by_name), None)
+
+
+def standard_columns(raw: Dataset, columns: dict[str, str | None], where: str) -> Dataset:
+    """Rename the source's columns to `COLUMNS` (string type), add missing ones as None, drop the rest."""
+    found = raw.column_names
+    chosen = {}
+    for field in COLUMNS:
+        wanted = columns.get(field)
+        if wanted is not None:
+            match = next((c for c in found if c.lstrip("\ufeff").strip().lower() == wanted.lower()), None)
+            if match is None:
+                raise LyricLMError(
+                    f"{where} has no column {wanted!r} (data.{field}_column); its columns are: {', '.join(found)}"
+                )
+        else:
+            match = find_column(found, field)
+        if match is not None and match not in chosen.values():
+            chosen[field] = match
+    if "text" not in chosen:
+        raise LyricLMError(
+            f"{where} has no lyrics column (looked for {'/'.join(COLUMN_CANDIDATES['text'])}); its columns are: "
+            f"{', '.join(found)}; set data.text_column=<one of them>"
+        )
+    raw = raw.select_columns(list(chosen.values()))
+    raw = raw.rename_columns({src: field for field, src in chosen.items() if src != field})
+    for field in COLUMNS:
+        if field not in raw.column_names:
+            raw = _add_none_column(raw, field)
+        elif raw.features[field] != Value("string"):
+            raw = raw.cast_column(field, Value("string"))
+    return raw.select_columns(list(COLUMNS))
+
+
+def _add_none_column(ds: Dataset, field: str) -> Dataset:
+    """A column of nulls without a Python list of a million Nones."""
+    import pyarrow as pa
+
+    return ds.add_column(field, pa.nulls(len(ds), pa.string()), feature=Value("string"))
+
+
+def _csv_header(path: Path, sep: str, encoding: str) -> list[str]:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep=sep, encoding=encoding, nrows=0).columns.tolist()
+    except pd.errors.EmptyDataError as err:
+        raise LyricLMError(f"data.path {path} is empty; remove it or add lyrics to it") from err
+    except UnicodeDecodeError as err:
+        raise _decode_error(path, encoding, err) from err
+    except LookupError as err:
+        raise LyricLMError(f"data.encoding={encoding} is not a known encoding; try utf-8 or latin-1") from err
+
+
+def _decode_error(path: Path, encoding: str, err: UnicodeDecodeError | None = None, line: int | None = None):
+    at = f" at line {line}" if line else ""
+    return LyricLMError(
+        f"data.path {path}: bytes{at} are not valid {encoding} (data.encoding={encoding}); set the file's encoding, "
+        "e.g. data.encoding=latin-1 (or cp1252)"
+    )
+
+
+def first_undecodable_line(path: Path, encoding: str) -> int | None:
+    """1-based line number of the first bytes `encoding` cannot decode, streaming the file; None if all decode."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                return line + chunk[: err.start].count(b"\n")
+            line += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return line
+    return None
+
+
+def first_malformed_json_line(path: Path, encoding: str) -> tuple[int, str] | None:
+    """(line number, reason) of the first JSON Lines line that does not parse; None if every line does."""
+    with open(path, encoding=encoding) as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as err:
+                    return number, err.msg
+    return None
+
+
+def _explain_load_error(err: Exception, paths: list[Path], fmt: str, encoding: str) -> Exception:
+    causes = []
+    e: BaseException | None = err
+    while e is not None and len(causes) < 10:
+        causes.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(c, LookupError) and "encoding" in str(c) for c in causes):
+        return LyricLMError(f"data.encoding={encoding} is not a known encoding; try utf-8 or latin-1")
+    where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} files)"
+    if any("corresponds to no data" in str(c) for c in causes):  # datasets' words for zero rows
+        return LyricLMError(f"data.path {where} holds no rows (only a header?); add songs to it")
+    if fmt != "parquet":
+        for p in paths:
+            line = first_undecodable_line(p, encoding)
+            if line is not None:
+                return _decode_error(p, encoding, line=line)
+    if fmt == "json":
+        for p in paths:
+            if p.suffix.lower() == ".json" and p.read_bytes()[:1] in (b"[", b"{"):
+                with contextlib.suppress(ValueError):
+                    json.loads(p.read_text(encoding=encoding))
+                    continue
+            bad = first_malformed_json_line(p, encoding)
+            if bad is not None:
+                return LyricLMError(
+                    f"data.path {p}: line {bad[0]} is not valid JSON ({bad[1]}); fix or delete that line "
+                    "(JSON Lines: one object per line)"
+                )
+    reason = str(causes[-1]).strip().splitlines()[0] if str(causes[-1]).strip() else type(causes[-1]).__name__
+    return LyricLMError(f"data.path {where} could not be read as {fmt}: {reason}; check the file or data.format")
