@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from lyric_lm.generation import Sampling, generate_songs
+from lyric_lm.generation import Sampling, generate_songs, read_prompts
 
 
 class SampleLyrics(L.Callback):
@@ -24,7 +24,7 @@ class SampleLyrics(L.Callback):
     """
 
     def __init__(self, prompts: Sequence[str] = ("",), dirpath: str | None = None, **sampling):
-        self.prompts = list(prompts)
+        self.prompts = read_prompts(list(prompts))  # a literal \n typed on the command line is a line break
         self.dirpath = Path(dirpath) if dirpath else None
         self.sampling = Sampling.from_config(sampling)
 

@@ -105,20 +105,21 @@ def load_for_generation(
 
 
 def read_prompts(prompt: str | Sequence[str] | None = None, prompt_file: str | None = None) -> list[str]:
-    """Prompts from `prompt` (one or a list) and/or `prompt_file` (one prompt per non-empty line; `\\n` for a break).
+    """Prompts from `prompt` (one or a list) and/or `prompt_file` (one prompt per non-empty line).
 
-    No prompt at all gives one empty prompt: the model starts a song from nothing.
+    A literal `\\n` in a prompt is a line break (a command line cannot easily hold one). No prompt at all gives one
+    empty prompt: the model starts a song from nothing.
     """
     prompts = [str(p) for p in ([prompt] if isinstance(prompt, (str, int, float)) else list(prompt or []))]
     if prompt_file:
         path = Path(prompt_file).expanduser()
         if not path.is_file():
             raise LyricLMError(f"prompt_file={prompt_file} does not exist; give a text file with one prompt per line")
-        lines = [line.replace("\\n", "\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if not lines:
             raise LyricLMError(f"prompt_file={prompt_file} is empty; write one prompt per line")
         prompts += lines
-    return prompts or [""]
+    return [p.replace("\\n", "\n") for p in prompts] or [""]
 
 
 def song_prompt(prompt: str, header: Mapping[str, str | None]) -> str:

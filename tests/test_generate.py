@@ -41,6 +41,7 @@ def test_out_of_range_sampling_value_is_named(key, value):
 def test_prompts_from_values_and_file(tmp_path):
     assert read_prompts() == [""]  # the model starts a song by itself
     assert read_prompts("Down by the river") == ["Down by the river"]
+    assert read_prompts("[Chorus]\\nOh") == ["[Chorus]\nOh"]  # as typed on a command line
     path = tmp_path / "prompts.txt"
     path.write_text("First light\n\n[Chorus]\\nOh\n")
     assert read_prompts(["a", "b"], str(path)) == ["a", "b", "First light", "[Chorus]\nOh"]
@@ -136,3 +137,29 @@ def test_cli_bad_value_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: top_p=1.5 is out of range; top_p must be in (0, 1]"
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides"),
+    [
+        ("generate", ["ckpt_path=run/checkpoints/last.ckpt", "prompt=Down by the river", "num_samples=3", "seed=1"]),
+        ("generate", ["model_dir=run/hf_model", "genre=folk", "title=Paper Boats", "output_file=songs.jsonl"]),
+        ("generate", ["model_dir=gpt2", "prompt_file=p.txt", "temperature=0.8", "top_p=0.9", "min_new_tokens=4"]),
+        ("generate", ['prompt=[Down by the river,"Oh, Mary"]', "repetition_penalty=1.2", "no_repeat_ngram_size=3"]),
+        ("export", ["ckpt_path=run/checkpoints/last.ckpt", "output_dir=exports/folk_v1"]),
+        ("evaluate", ["ckpt_path=run/checkpoints/last.ckpt", "num_samples=20", "seed=0", "data_path=x.txt"]),
+    ],
+)
+def test_readme_commands_compose_and_sampling_defaults_are_valid(config, overrides):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config, overrides=overrides)
+    for override in overrides:
+        key = override.split("=")[0]
+        assert OmegaConf.select(cfg, key) is not None
+    if config != "export":
+        Sampling.from_config(cfg)  # the shipped defaults pass the checks
