@@ -1,4 +1,4 @@
-"""train(cfg): seed, build the data, model, callbacks and loggers from the config, fit, save the final state."""
+"""train(cfg): seed, build the data, model, callbacks and loggers from the config, fit, save the final state, export."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lyric_lm.data import LyricsDataModule
 from lyric_lm.errors import LyricLMError
+from lyric_lm.export import export_best
 from lyric_lm.module import LyricLM
 from lyric_lm.tokenizer import load_tokenizer
 
@@ -62,6 +63,10 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_dir = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else out / "checkpoints"
     if not trainer.interrupted and not trainer.fast_dev_run:
         trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+        # Export the best checkpoint (else last.ckpt) as a Hugging Face model directory: <run>/hf_model/.
+        if cfg.get("export_hf", True) and trainer.is_global_zero:
+            run_config = OmegaConf.to_container(cfg, resolve=True)
+            export_best(trainer.checkpoint_callback, ckpt_dir, out / "hf_model", run_config)
     return best_metric(trainer, cfg.get("optimized_metric"))
 
 

@@ -25,6 +25,7 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "callbacks.progress_bar=null",
+    "callbacks.samples.max_new_tokens=8",  # sample songs at each validation, kept short
 ]
 
 
@@ -83,3 +84,19 @@ def corpus(tmp_path) -> Path:
 def run_env() -> dict[str, str]:
     """Environment for train.py subprocesses: offline and unbuffered."""
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished tiny training run: 3 optimizer steps, one validation at step 3, its exported hf_model/."""
+    from lyric_lm.pipeline import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        mp.setenv("HF_HOME", str(root / "hf_home"))
+        corpus = write_corpus(root / "songs.txt")
+        overrides = [f"data.path={corpus}", "trainer.max_steps=3", "trainer.val_check_interval=3"]
+        overrides += ["trainer.limit_val_batches=2"]
+        train(compose_train(*TINY, *overrides, output_dir=root / "run"))
+    return root / "run"

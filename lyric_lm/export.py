@@ -1,0 +1,181 @@
+"""Export a Lightning checkpoint as a Hugging Face model folder: weights, tokenizer, generation config, model card."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from transformers import PreTrainedModel
+
+from lyric_lm.errors import LyricLMError
+from lyric_lm.generation import Sampling
+from lyric_lm.module import LyricLM
+from lyric_lm.tokenizer import load_tokenizer
+
+
+def load_checkpoint(ckpt_path: str | Path) -> LyricLM:
+    """LyricLM from a Lightning checkpoint, on CPU, offline; one clear error when the file is not there."""
+    if not ckpt_path:
+        raise LyricLMError("no checkpoint given; set ckpt_path=<run>/checkpoints/last.ckpt")
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        raise LyricLMError(f"ckpt_path={ckpt_path} is a directory; give a checkpoint file such as {path}/last.ckpt")
+    if not path.is_file():
+        raise LyricLMError(
+            f"checkpoint {ckpt_path} does not exist; give a file such as outputs/<date>/<time>/checkpoints/last.ckpt"
+        )
+    return LyricLM.load_from_checkpoint(path, map_location="cpu").eval()
+
+
+def global_step_of(ckpt_path: str | Path) -> int | None:
+    """The optimizer step a checkpoint was saved at (memory-mapped: the weights are not read again)."""
+    return torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False).get("global_step")
+
+
+def hf_model_of(module: LyricLM) -> PreTrainedModel:
+    """The plain transformers model inside a LyricLM: the one place adapters are folded in.
+
+    A peft model (LoRA) is merged into its base weights on a copy, so the module keeps training unchanged
+    and the export loads with `AutoModelForCausalLM` alone.
+    """
+    model = module.model
+    if hasattr(model, "merge_and_unload"):
+        model = copy.deepcopy(model).merge_and_unload()
+    return model
+
+
+def run_dir_of(ckpt_path: str | Path) -> Path:
+    """The run directory of a checkpoint: `<run>` for `<run>/checkpoints/x.ckpt`, else the checkpoint's folder."""
+    folder = Path(ckpt_path).expanduser().resolve().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def run_config_of(ckpt_path: str | Path) -> dict[str, Any] | None:
+    """The resolved config of the run that wrote a checkpoint, when it is still next to it."""
+    path = run_dir_of(ckpt_path) / "config_resolved.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else None
+
+
+def export_checkpoint(
+    ckpt_path: str | Path,
+    output_dir: str | Path | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    val_loss: float | None = None,
+) -> Path:
+    """Write model, tokenizer, GenerationConfig (save_pretrained) and README.md to `output_dir` (<run>/hf_model).
+
+    Written to a temporary folder beside the target and moved into place at the end, so a failure never leaves a
+    half-written model behind (nor destroys a previous export).
+    """
+    module = load_checkpoint(ckpt_path)
+    out = Path(output_dir).expanduser() if output_dir else run_dir_of(ckpt_path) / "hf_model"
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "config.json").is_file())):
+        raise LyricLMError(
+            f"output_dir={out} exists and is not a model export; give a new or empty folder (an old export is replaced)"
+        )
+    run_config = run_config if run_config is not None else run_config_of(ckpt_path)
+    model_cfg = module.hparams["model"]
+    tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
+    model = hf_model_of(module)
+    # What `transformers.pipeline("text-generation")` and model.generate() use when given nothing else.
+    model.generation_config = Sampling().generation_config(tokenizer)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(
+            model_card(module.hparams, run_config, global_step_of(ckpt_path), val_loss, Path(ckpt_path).name),
+            encoding="utf-8",
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def model_card(
+    hparams: Mapping[str, Any],
+    run_config: Mapping[str, Any] | None,
+    global_step: int | None,
+    val_loss: float | None,
+    ckpt_name: str,
+) -> str:
+    """A short README.md: what the model is, the data and training settings it came from, and how to use it."""
+    model = dict(hparams["model"])
+    hf = hparams.get("hf_config") or {}
+    shape = ", ".join(f"{k}={hf[k]}" for k in ("n_layer", "n_embd", "n_head", "n_positions") if k in hf)
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags: [lyric_lm, lyrics, causal-lm]",
+        "---",
+        "",
+        "# Song-lyrics language model (lyric_lm)",
+        "",
+        f"Fine-tuned with lyric_lm from `{model['name_or_path']}`"
+        + (" (random initialisation)" if model.get("from_scratch") else "")
+        + (f"; architecture {shape}" if shape else "")
+        + f". Exported from checkpoint `{ckpt_name}`"
+        + (f" at optimizer step {global_step}" if global_step is not None else "")
+        + (f"; validation loss {val_loss:.4f} (perplexity {math.exp(val_loss):.1f})" if val_loss else "")
+        + ".",
+        "",
+        "## Data and training settings",
+        "",
+    ]
+    sections = {"optim": hparams.get("optim")}
+    if run_config:
+        sections = {
+            "data": run_config.get("data"),
+            "optim": run_config.get("optim"),
+            "trainer": {
+                k: v
+                for k, v in (run_config.get("trainer") or {}).items()
+                if k in ("max_epochs", "max_steps", "accumulate_grad_batches", "gradient_clip_val", "precision")
+            },
+            "seed": run_config.get("seed"),
+        }
+        if (run_config.get("data") or {}).get("path") is None:
+            sections["data"] = {**run_config["data"], "path": "builtin sample of original songs"}
+    for name, value in sections.items():
+        if value is not None:
+            lines.append(f"- **{name}**: `{json.dumps(value, default=str)}`")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+        'generate = pipeline("text-generation", model="path/to/hf_model")',
+        'print(generate("<|endoftext|>title: Night Train\\n\\n", max_new_tokens=120)[0]["generated_text"])',
+        "```",
+        "",
+        "Songs were trained after an end-of-text token, with optional `title:`, `artist:`, `genre:` header lines and a",
+        "blank line before the lyrics; a prompt in that form asks for a song of that kind. Or use lyric_lm's",
+        "`python generate.py model_dir=path/to/hf_model genre=folk`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_best(checkpoint_callback, ckpt_dir: Path, output_dir: Path, run_config: Mapping[str, Any]) -> Path:
+    """End of training: export the best checkpoint by the monitored metric, or last.ckpt when there is none."""
+    best = getattr(checkpoint_callback, "best_model_path", "") or ""
+    score = getattr(checkpoint_callback, "best_model_score", None)
+    if best and Path(best).is_file():
+        return export_checkpoint(best, output_dir, run_config, float(score) if score is not None else None)
+    return export_checkpoint(ckpt_dir / "last.ckpt", output_dir, run_config)

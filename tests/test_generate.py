@@ -1,0 +1,165 @@
+"""Sampling: settings checked, prompts and headers, same seed same songs, stop at EOS, generate.py end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lyric_lm.data.conditioning import format_header
+from lyric_lm.errors import LyricLMError
+from lyric_lm.generation import (
+    Sampling,
+    generate_songs,
+    load_for_generation,
+    read_prompts,
+    song_prompt,
+)
+from tests.conftest import ROOT, run_env
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("num_samples", 0),
+        ("max_new_tokens", 0),
+        ("min_new_tokens", -1),
+        ("temperature", 0.0),
+        ("top_k", -1),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("repetition_penalty", 0.0),
+        ("no_repeat_ngram_size", -2),
+    ],
+)
+def test_out_of_range_sampling_value_is_named(key, value):
+    with pytest.raises(LyricLMError, match=rf"^{key}={value} is out of range; {key} must be"):
+        Sampling(**{key: value})
+
+
+def test_prompts_from_values_and_file(tmp_path):
+    assert read_prompts() == [""]  # the model starts a song by itself
+    assert read_prompts("Down by the river") == ["Down by the river"]
+    assert read_prompts("[Chorus]\\nOh") == ["[Chorus]\nOh"]  # as typed on a command line
+    path = tmp_path / "prompts.txt"
+    path.write_text("First light\n\n[Chorus]\\nOh\n")
+    assert read_prompts(["a", "b"], str(path)) == ["a", "b", "First light", "[Chorus]\nOh"]
+    path.write_text("\n  \n")
+    with pytest.raises(LyricLMError, match="is empty"):
+        read_prompts(prompt_file=str(path))
+    with pytest.raises(LyricLMError, match="does not exist"):
+        read_prompts(prompt_file=str(tmp_path / "none.txt"))
+
+
+def test_header_uses_the_training_format():
+    header = {"genre": "folk", "title": "Paper Boats"}
+    assert song_prompt("We folded", header) == format_header(header, ["title", "genre"]) + "We folded"
+    assert song_prompt("We folded", {}) == "We folded"
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_run):
+    return load_for_generation(ckpt_path=str(tiny_run / "checkpoints" / "last.ckpt"))
+
+
+def test_same_seed_same_songs_and_rng_left_alone(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    sampling = Sampling(num_samples=2, max_new_tokens=12, seed=7)
+    torch.manual_seed(0)
+    first = generate_songs(model, tok, ["Night road", ""], sampling, {"genre": "folk"})
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert generate_songs(model, tok, ["Night road", ""], sampling, {"genre": "folk"}) == first
+    assert torch.equal(torch.rand(3), after)  # sampling restores the global RNG (training is unaffected)
+    assert len(first) == 4
+    assert first[0]["text"] != first[1]["text"]
+    assert first[0]["text"].startswith("genre: folk\n\nNight road")
+    other = generate_songs(model, tok, ["Night road", ""], Sampling(num_samples=2, max_new_tokens=12, seed=8))
+    assert [r["completion"] for r in other] != [r["completion"] for r in first]
+    for key in ("prompt", "text", "num_samples", "max_new_tokens", "min_new_tokens", "temperature", "top_k"):
+        assert key in first[0]
+    for key in ("top_p", "repetition_penalty", "no_repeat_ngram_size", "seed"):
+        assert key in first[0]
+
+
+def test_generation_stops_at_eos_after_min_new_tokens(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    # Make EOS overwhelmingly likely: the song must end as soon as min_new_tokens allows.
+    hook = model.lm_head.register_forward_hook(
+        lambda m, i, out: out.index_add(-1, torch.tensor([50256]), torch.full((*out.shape[:-1], 1), 1e4))
+    )
+    try:
+        [rec] = generate_songs(model, tok, [""], Sampling(max_new_tokens=20, min_new_tokens=3))
+    finally:
+        hook.remove()
+    assert rec["ended"]
+    assert rec["new_tokens"] == 3
+    assert "<|endoftext|>" not in rec["text"]
+
+
+def test_model_source_errors(tmp_path):
+    with pytest.raises(LyricLMError, match="exactly one of"):
+        load_for_generation()
+    with pytest.raises(LyricLMError, match="does not exist"):
+        load_for_generation(ckpt_path=str(tmp_path / "missing.ckpt"))
+    with pytest.raises(LyricLMError, match="holds no model"):
+        load_for_generation(model_dir=str(tmp_path))
+
+
+def run_generate(*args: str, cwd) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "generate.py"), *args]
+    return subprocess.run(cmd, cwd=cwd, env=run_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_prints_three_songs_twice_the_same_and_writes_jsonl(tiny_run, tmp_path):
+    args = [f"ckpt_path={tiny_run}/checkpoints/last.ckpt", "prompt=Down by the river", "num_samples=3", "seed=1"]
+    args += ["max_new_tokens=16", "genre=folk"]
+    first = run_generate(*args, f"output_file={tmp_path / 'songs.jsonl'}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("genre: folk\n\nDown by the river") == 3
+    assert "song 3/3" in first.stdout
+    records = [json.loads(line) for line in (tmp_path / "songs.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    assert {r["seed"] for r in records} == {1}
+    assert all(r["prompt"] == "Down by the river" and r["max_new_tokens"] == 16 for r in records)
+    # The run's exported model (its best checkpoint is its last, step 3) with the same seed: the same three songs.
+    again = run_generate(f"model_dir={tiny_run}/hf_model", *args[1:], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout == first.stdout.split("wrote ")[0]
+    assert not list(tmp_path.glob("outputs"))  # generating leaves no run directory behind
+
+
+@pytest.mark.slow
+def test_cli_bad_value_is_one_line(tmp_path):
+    proc = run_generate("model_dir=nowhere/hf_model", "top_p=1.5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: top_p=1.5 is out of range; top_p must be in (0, 1]"
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides"),
+    [
+        ("generate", ["ckpt_path=run/checkpoints/last.ckpt", "prompt=Down by the river", "num_samples=3", "seed=1"]),
+        ("generate", ["model_dir=run/hf_model", "genre=folk", "title=Paper Boats", "output_file=songs.jsonl"]),
+        ("generate", ["model_dir=gpt2", "prompt_file=p.txt", "temperature=0.8", "top_p=0.9", "min_new_tokens=4"]),
+        ("generate", ['prompt=[Down by the river,"Oh, Mary"]', "repetition_penalty=1.2", "no_repeat_ngram_size=3"]),
+        ("export", ["ckpt_path=run/checkpoints/last.ckpt", "output_dir=exports/folk_v1"]),
+        ("evaluate", ["ckpt_path=run/checkpoints/last.ckpt", "num_samples=20", "seed=0", "data_path=x.txt"]),
+    ],
+)
+def test_readme_commands_compose_and_sampling_defaults_are_valid(config, overrides):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name=config, overrides=overrides)
+    for override in overrides:
+        key = override.split("=")[0]
+        assert OmegaConf.select(cfg, key) is not None
+    if config != "export":
+        Sampling.from_config(cfg)  # the shipped defaults pass the checks
