@@ -229,26 +229,14 @@ def data_of_run(ckpt_path: str, data_path: str | None) -> dict[str, Any]:
 
 
 def held_out_and_training(datamodule, data: Mapping[str, Any]) -> tuple[str, Any, list[str]]:
-    """(split name, its DataLoader, the training songs' texts): the one place that knows the datamodule's API.
-
-    The test split when the data has one (`data.test_fraction`), else validation; training texts from
-    `song_texts("train")` when the datamodule offers it, else the same song split recomputed.
-    """
-    if data.get("test_fraction") and hasattr(datamodule, "test_dataloader"):
-        datamodule.setup("test")
+    """(split name, its DataLoader, the training songs' texts): the test split when the data has one
+    (`data.test_fraction`), else validation."""
+    datamodule.setup("test")
+    if data.get("test_fraction"):
         split, loader = "test", datamodule.test_dataloader()
     else:
-        datamodule.setup("validate")
         split, loader = "val", datamodule.val_dataloader()
-    if hasattr(datamodule, "song_texts"):
-        train_texts = list(datamodule.song_texts("train"))
-    else:
-        from lyric_lm.data.datamodule import split_songs
-        from lyric_lm.data.reading import read_songs
-
-        songs = split_songs(read_songs(data.get("path")), data.get("val_fraction", 0.1), data.get("split_seed", 1234))
-        train_texts = list(songs["train"]["text"])
-    return split, loader, train_texts
+    return split, loader, list(datamodule.song_texts("train")["text"])
 
 
 def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
