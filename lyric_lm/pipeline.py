@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from lyric_lm.data import LyricsDataModule
 from lyric_lm.errors import LyricLMError
 from lyric_lm.module import LyricLM
+from lyric_lm.sweep import JobStats, write_result
 from lyric_lm.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> float | None:
     """Fit LyricLM as `cfg` says; returns the best `cfg.optimized_metric` (for sweepers) or None."""
+    started = time.perf_counter()
     if HydraConfig.initialized():
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
         for name in ("lightning.pytorch", "lightning.fabric"):
@@ -48,6 +51,8 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not trainer_args.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    stats = JobStats()  # tokens/s for result.json
+    callbacks.append(stats)
     loggers = instantiate_all(cfg.get("logger"))
     trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers)
     for logger in loggers:
@@ -59,6 +64,23 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_dir = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else out / "checkpoints"
     if not trainer.interrupted and not trainer.fast_dev_run:
         trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+
+    # The run's outcome, for the sweep summary (lyric_lm/sweep.py) and TensorBoard's hparams view.
+    val_loss = best_metric(trainer, "val/loss")
+    final = {"val_loss": val_loss, "val_ppl": math.exp(val_loss) if val_loss is not None and val_loss < 700 else None}
+    if trainer.is_global_zero:
+        write_result(
+            out,
+            "completed",
+            **final,
+            steps=trainer.global_step,
+            wall_s=time.perf_counter() - started,
+            tokens_per_s=stats.tokens_per_s,
+        )
+    hparams_metrics = {f"best/{k}": v for k, v in final.items() if v is not None}
+    for logger in loggers if hparams_metrics else []:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics=hparams_metrics)
+        logger.finalize("success")  # flush and close: fit already closed the first writer, this one is new
     return best_metric(trainer, cfg.get("optimized_metric"))
 
 
