@@ -41,13 +41,17 @@ def train(cfg: DictConfig) -> float | None:
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
-    datamodule = LyricsDataModule(tokenizer=tokenizer, **OmegaConf.to_container(cfg.data, resolve=True))
+    datamodule = LyricsDataModule(
+        tokenizer=tokenizer, cache_dir=str(out / "tokenized"), **OmegaConf.to_container(cfg.data, resolve=True)
+    )  # under DDP, each node tokenizes once into cache_dir and its other processes load that
     module = LyricLM(model=model_cfg, optim=OmegaConf.to_container(cfg.optim, resolve=True))
     context = module.model.config.n_positions if hasattr(module.model.config, "n_positions") else None
     if context is not None and datamodule.block_size > context:
         raise LyricLMError(f"data.block_size={datamodule.block_size} exceeds the model's context of {context} tokens")
 
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if isinstance(trainer_args.get("strategy"), dict):  # a strategy with settings (trainer=fsdp) has a _target_
+        trainer_args["strategy"] = instantiate(cfg.trainer.strategy)
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not trainer_args.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
