@@ -111,3 +111,20 @@ def test_cli_lora_on_gpt2_shape_prints_its_trainable_share(corpus, tmp_path):
     bundled_gpt2_tokenizer().save_pretrained(run / "hf_model")
     generator = pipeline("text-generation", model=str(run / "hf_model"), device="cpu")
     assert generator("[Chorus]\n", max_new_tokens=3, do_sample=False)[0]["generated_text"].startswith("[Chorus]")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "lora_r", "checkpointing"),
+    [
+        (["model=gpt2_medium"], "gpt2-medium", 0, False),
+        (["model=gpt2_large"], "gpt2-large", 0, True),
+        (["model=gpt2_xl"], "gpt2-xl", 16, True),
+        (["model=gpt2_xl", "model.lora.r=0", "trainer=fsdp"], "gpt2-xl", 0, True),
+        (["model=gpt2", "model.lora.r=8"], "gpt2", 8, False),
+        (["model=gpt2", "model.gradient_checkpointing=true"], "gpt2", 0, True),
+    ],
+)
+def test_readme_model_presets_compose(overrides, name, lora_r, checkpointing, tmp_path):
+    model = compose_train(*overrides, output_dir=tmp_path).model
+    assert (model.name_or_path, model.lora.r, model.gradient_checkpointing) == (name, lora_r, checkpointing)
+    assert list(model.lora.target_modules) == ["c_attn", "c_proj", "c_fc"]
