@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -107,13 +109,21 @@ def summarize(sweep_dir: Path, metric: str = "val_loss") -> list[dict[str, Any]]
     rows = [read_job(d, sweep_dir) for d in job_dirs(sweep_dir)]
     done = [r for r in rows if r["status"] == "completed" and r[metric] is not None]
     best = min(done, key=lambda r: r[metric]) if done else None
-    with open(sweep_dir / "summary.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "best"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "best": row is best})
-    (sweep_dir / "summary.md").write_text(markdown_table(rows, best, sweep_dir), encoding="utf-8")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*COLUMNS, "best"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "best": row is best})
+    write_atomic(sweep_dir / "summary.csv", buffer.getvalue())
+    write_atomic(sweep_dir / "summary.md", markdown_table(rows, best, sweep_dir))
     return rows
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename: jobs running at once (submitit) never leave a torn summary."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -160,8 +170,16 @@ def markdown_table(rows: list[dict[str, Any]], best: dict[str, Any] | None, swee
 class SweepSummary(Callback):
     """Hydra callback: at the end of any multirun, summarise its jobs; exit non-zero if any of them failed.
 
-    Registered in conf/hydra/default.yaml; reads files, so it works with any launcher (basic, submitit).
+    Registered in conf/hydra/default.yaml; reads the jobs' files, so it works with any launcher (basic, submitit).
     """
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        # Kept up to date after every job: a sweeper that stops early (Optuna when no trial completed, a
+        # cancelled cluster sweep) still leaves a summary of the jobs so far.
+        from hydra.types import RunMode
+
+        if config.hydra.mode == RunMode.MULTIRUN and Path(config.hydra.sweep.dir).is_dir():
+            summarize(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
