@@ -9,8 +9,9 @@ from lyric_lm.errors import exit_on_user_error
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from lyric_lm.pipeline import train  # imported here so `--help` and `--cfg` stay fast
+    from lyric_lm.sweep import recording_failure
 
-    return exit_on_user_error(lambda: train(cfg))
+    return exit_on_user_error(lambda: recording_failure(cfg, train))
 
 
 if __name__ == "__main__":

@@ -13,16 +13,27 @@ class LyricLMError(Exception):
     """A problem with the user's input or settings; the message names it and says how to fix it."""
 
 
-def exit_on_user_error(fn: Callable[[], T]) -> T:
+def exit_on_user_error(fn: Callable[[], T]) -> T | None:
     """Run an entry point; on LyricLMError print its one-line message and exit 2, with no traceback.
 
-    Inside a Hydra multirun the error is re-raised instead, so the sweep records the job as failed
-    and goes on with the others.
+    Inside a Hydra multirun a failing job must not end the sweep (Hydra's sweepers raise its exception only
+    after the batch, skipping the summary): the error is logged, the job's result.json says "failed", and the
+    job returns None, which the sweepers record (Optuna marks the trial failed). The sweep summary then lists
+    the failure and the sweep exits non-zero (lyric_lm/sweep.py).
     """
     try:
         return fn()
-    except LyricLMError as err:
+    except Exception as err:
         if _in_multirun():
+            import logging
+
+            log = logging.getLogger("lyric_lm")
+            if isinstance(err, LyricLMError):
+                log.error(f"error: {err}")
+            else:  # a bug or a crash: its traceback goes to the job's log
+                log.exception(f"job failed: {type(err).__name__}: {err}")
+            return None
+        if not isinstance(err, LyricLMError):
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

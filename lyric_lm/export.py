@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
@@ -17,6 +16,7 @@ from transformers import PreTrainedModel
 
 from lyric_lm.errors import LyricLMError
 from lyric_lm.generation import Sampling
+from lyric_lm.model import merged_hf_model
 from lyric_lm.module import LyricLM
 from lyric_lm.tokenizer import load_tokenizer
 
@@ -46,10 +46,7 @@ def hf_model_of(module: LyricLM) -> PreTrainedModel:
     A peft model (LoRA) is merged into its base weights on a copy, so the module keeps training unchanged
     and the export loads with `AutoModelForCausalLM` alone.
     """
-    model = module.model
-    if hasattr(model, "merge_and_unload"):
-        model = copy.deepcopy(model).merge_and_unload()
-    return model
+    return merged_hf_model(module.model)
 
 
 def run_dir_of(ckpt_path: str | Path) -> Path:

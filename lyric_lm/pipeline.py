@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -16,6 +17,7 @@ from lyric_lm.data import LyricsDataModule
 from lyric_lm.errors import LyricLMError
 from lyric_lm.export import export_best
 from lyric_lm.module import LyricLM
+from lyric_lm.sweep import JobStats, write_result
 from lyric_lm.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> float | None:
     """Fit LyricLM as `cfg` says; returns the best `cfg.optimized_metric` (for sweepers) or None."""
+    started = time.perf_counter()
     if HydraConfig.initialized():
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -39,6 +42,7 @@ def train(cfg: DictConfig) -> float | None:
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
+    # prepare_data tokenizes into a cache keyed by inputs and options, once per node; setup memory-maps it.
     datamodule = LyricsDataModule(tokenizer=tokenizer, **OmegaConf.to_container(cfg.data, resolve=True))
     module = LyricLM(model=model_cfg, optim=OmegaConf.to_container(cfg.optim, resolve=True))
     context = module.model.config.n_positions if hasattr(module.model.config, "n_positions") else None
@@ -49,9 +53,13 @@ def train(cfg: DictConfig) -> float | None:
         )
 
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if isinstance(trainer_args.get("strategy"), dict):  # a strategy with settings (trainer=fsdp) has a _target_
+        trainer_args["strategy"] = instantiate(cfg.trainer.strategy)
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not trainer_args.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    stats = JobStats()  # tokens/s for result.json
+    callbacks.append(stats)
     loggers = instantiate_all(cfg.get("logger"))
     trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers)
     for logger in loggers:
@@ -67,6 +75,23 @@ def train(cfg: DictConfig) -> float | None:
         if cfg.get("export_hf", True) and trainer.is_global_zero:
             run_config = OmegaConf.to_container(cfg, resolve=True)
             export_best(trainer.checkpoint_callback, ckpt_dir, out / "hf_model", run_config)
+
+    # The run's outcome, for the sweep summary (lyric_lm/sweep.py) and TensorBoard's hparams view.
+    val_loss = best_metric(trainer, "val/loss")
+    final = {"val_loss": val_loss, "val_ppl": math.exp(val_loss) if val_loss is not None and val_loss < 700 else None}
+    if trainer.is_global_zero:
+        write_result(
+            out,
+            "completed",
+            **final,
+            steps=trainer.global_step,
+            wall_s=time.perf_counter() - started,
+            tokens_per_s=stats.tokens_per_s,
+        )
+    hparams_metrics = {f"best/{k}": v for k, v in final.items() if v is not None}
+    for logger in loggers if hparams_metrics else []:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics=hparams_metrics)
+        logger.finalize("success")  # flush and close: fit already closed the first writer, this one is new
     return best_metric(trainer, cfg.get("optimized_metric"))
 
 
