@@ -65,7 +65,7 @@ def model_and_tokenizer(tiny_run):
 
 def test_same_seed_same_songs_and_rng_left_alone(model_and_tokenizer):
     model, tok = model_and_tokenizer
-    sampling = Sampling(num_samples=2, max_new_tokens=12, seed=7)
+    sampling = Sampling(num_samples=2, max_new_tokens=8, seed=7)
     torch.manual_seed(0)
     first = generate_songs(model, tok, ["Night road", ""], sampling, {"genre": "folk"})
     after = torch.rand(3)
@@ -75,8 +75,8 @@ def test_same_seed_same_songs_and_rng_left_alone(model_and_tokenizer):
     assert len(first) == 4
     assert first[0]["text"] != first[1]["text"]
     assert first[0]["text"].startswith("genre: folk\n\nNight road")
-    other = generate_songs(model, tok, ["Night road", ""], Sampling(num_samples=2, max_new_tokens=12, seed=8))
-    assert [r["completion"] for r in other] != [r["completion"] for r in first]
+    other = generate_songs(model, tok, ["Night road", ""], Sampling(num_samples=1, max_new_tokens=8, seed=8))
+    assert [r["completion"] for r in other] != [r["completion"] for r in first[::2]]
     for key in ("prompt", "text", "num_samples", "max_new_tokens", "min_new_tokens", "temperature", "top_k"):
         assert key in first[0]
     for key in ("top_p", "repetition_penalty", "no_repeat_ngram_size", "seed"):
