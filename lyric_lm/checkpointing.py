@@ -105,6 +105,12 @@ class LyricCheckpoint(ModelCheckpoint):
             self._last_global_step_saved = -1  # that save wrote last.ckpt only: the top-k still gets its turn
         super().on_validation_end(trainer, pl_module)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        # Lightning would write last.ckpt again here, after the loops closed the epoch: a run stopped mid-epoch
+        # (SIGTERM) would then resume at the next epoch. The save at the step boundary already holds this step.
+        if self._step_saved != trainer.global_step:
+            super().on_train_end(trainer, pl_module)
+
     def save_last_now(self, trainer: L.Trainer) -> Path:
         """Write `<dirpath>/last.ckpt` with the current state (at a step boundary: mid-step state is not whole)."""
         path = Path(self.dirpath) / LAST

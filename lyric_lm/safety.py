@@ -43,8 +43,9 @@ class RunGuard(Callback):
         self.received = signal.Signals(signum).name
         print(f"\n{self.received} received: saving last.ckpt at the end of this optimizer step ...", file=sys.stderr)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module) -> None:
-        # After the Trainer registered its own SIGTERM handler (which would only stop at the end of the epoch).
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        # After the Trainer registered its own SIGTERM handler, which would exit at the end of the epoch or
+        # in the middle of a validation, without a checkpoint.
         for sig in self.SIGNALS:
             self._previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._handle)

@@ -16,7 +16,7 @@ from lyric_lm.module import LyricLM
 from lyric_lm.pipeline import train
 from tests.conftest import ROOT, TINY, compose_train, run_env
 
-# 30 songs in blocks of 32 tokens, 4 per batch: 16 batches an epoch, so 40 steps cross two epoch ends.
+# 30 songs (27 for training) in blocks of 32 tokens, 4 per batch: 19 batches an epoch; 40 steps cross two epoch ends.
 STEPS = 40
 RUN = [
     *TINY,
@@ -112,7 +112,9 @@ def test_sigterm_saves_a_loadable_last_ckpt_and_its_resume_command_finishes_the_
     assert 0 < stopped_at < STEPS
     assert isinstance(LyricLM.load_from_checkpoint(last), LyricLM)
 
-    command = re.search(r"resume with:\s*\n\s*(python train\.py .*)", stderr).group(1)
+    found = re.search(r"resume with:\s*\n\s*(python train\.py .*)", stderr)
+    assert found, stderr[-3000:]
+    command = found.group(1)
     assert "resume=auto" in command
     assert f"run_dir={run}" in command
     argv = shlex.split(command)[2:]
