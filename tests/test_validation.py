@@ -60,7 +60,8 @@ def test_a_truncated_checkpoint_is_refused_by_name(tmp_path):
     bad = tmp_path / "last.ckpt"
     bad.write_bytes(b"PK\x03\x04 not a whole checkpoint")
     problems = config_problems(compose_train(*TINY, f"ckpt_path={bad}", output_dir=tmp_path / "run"))
-    assert problems == [f"checkpoint {bad} is truncated or not a PyTorch checkpoint; " + problems[0].split("; ")[1]]
+    assert len(problems) == 1
+    assert problems[0].startswith(f"checkpoint {bad} is truncated or not a PyTorch checkpoint; ")
 
 
 def test_a_new_run_never_writes_into_another_runs_checkpoints(tmp_path):
@@ -73,14 +74,13 @@ def test_a_new_run_never_writes_into_another_runs_checkpoints(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_refuses_bad_settings_in_one_line_each_and_writes_nothing(corpus, tmp_path):
+def test_cli_refuses_bad_settings_in_one_line_each_and_writes_nothing(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run(
         [
             sys.executable,
             str(ROOT / "train.py"),
             *TINY,
-            f"data.path={corpus}",
             "optim.lr=-1",
             "data.block_size=999",
             "data.path=/no/such/dir",
