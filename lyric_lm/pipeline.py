@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from lyric_lm.checkpointing import AtomicCheckpointIO, ExactResume
 from lyric_lm.data import LyricsDataModule
 from lyric_lm.errors import LyricLMError
 from lyric_lm.export import export_best
+from lyric_lm.manifest import RunManifest
 from lyric_lm.module import LyricLM
+from lyric_lm.safety import RunGuard, resume_command
 from lyric_lm.sweep import JobStats, write_result
 from lyric_lm.tokenizer import load_tokenizer
+from lyric_lm.validation import discard_unused_run_dir, resolve_resume, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +41,18 @@ def train(cfg: DictConfig) -> float | None:
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).handlers.clear()
+    # torchdata's StatefulDataLoader calls an API torch deprecated; harmless, and repeated every epoch.
+    warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+    try:
+        validate_config(cfg)  # every problem at once, before tokenizing or loading a model
+    except LyricLMError:
+        discard_unused_run_dir(Path(cfg.paths.output_dir))
+        raise
+    ckpt_path, out = resolve_resume(cfg)
+    if out != Path(cfg.paths.output_dir):  # resume=auto continues an earlier run in its own dir
+        log.info(f"resuming {ckpt_path}; checkpoints and TensorBoard events go on in {out}")
+        cfg.paths.output_dir = str(out)
     L.seed_everything(cfg.seed, workers=True)
-    out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
 
@@ -61,11 +77,17 @@ def train(cfg: DictConfig) -> float | None:
     stats = JobStats()  # tokens/s for result.json
     callbacks.append(stats)
     loggers = instantiate_all(cfg.get("logger"))
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers)
+    ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    guard = RunGuard(Path(ckpt_cb.dirpath) if ckpt_cb and ckpt_cb.dirpath else out / "checkpoints")
+    callbacks += [guard, ExactResume(), RunManifest(cfg, out, tokenizer, resumed_from=ckpt_path)]
+    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if guard.saved is not None:  # stopped on SIGTERM / Ctrl-C with last.ckpt at a step boundary
+        print(f"{guard.received}: saved {guard.saved}; resume with:\n  {resume_command(out)}", file=sys.stderr)
+        return None
 
     # ModelCheckpoint writes last.ckpt at validation; a run ending between validations would lose its tail.
     ckpt_dir = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else out / "checkpoints"

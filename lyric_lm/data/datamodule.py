@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import pyarrow.compute as pc
+import torch
 from datasets import (
     Dataset,
     DatasetDict,
@@ -25,6 +26,8 @@ from datasets import (
     load_from_disk,
 )
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from lyric_lm.data.cleaning import CleanOptions, clean_songs, summary_line
 from lyric_lm.data.packing import collate_blocks, pack_blocks, pad_songs, tokenize_songs
@@ -307,11 +310,18 @@ class LyricsDataModule(L.LightningDataModule):
         return self._loader(self.blocks["test"], shuffle=False)
 
     def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        # Stateful: Lightning saves its position in checkpoints, so a resumed run continues mid-epoch with the very
+        # next batch. Two generators seeded by the run's seed, so that batching never draws from the global RNG
+        # (dropout's) and the shuffle's generator serves the shuffle alone: every epoch's order and every dropout
+        # mask are then the same in a resumed run as in an uninterrupted one.
+        seed = torch.initial_seed()
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+        return StatefulDataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_blocks,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(seed + 1),
         )

@@ -1,0 +1,188 @@
+"""Checkpoints that survive kills and resume exactly: atomic writes, step-interval saves, RNG state, resume lookup."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from lyric_lm.errors import LyricLMError
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into a temporary file next to the target, fsync, then rename over it.
+
+    A rename within one folder is atomic on POSIX file systems, so a kill during a save leaves the previous
+    checkpoint whole (plus at most a stray `.tmp` file), never a truncated one. Unlike Lightning's default,
+    the checkpoint is not first serialized into memory, which doubles peak RAM for GPT-2-sized states.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # remote file systems: Lightning's fsspec transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only: bool | None = None):
+        check_checkpoint_file(path)
+        try:
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except Exception as err:
+            raise LyricLMError(
+                f"checkpoint {path} cannot be loaded ({type(err).__name__}); "
+                "point ckpt_path at another checkpoint, e.g. an earlier step*.ckpt of the same run"
+            ) from err
+
+
+def check_checkpoint_file(path) -> None:
+    """Raise one clear line if `path` is not a complete checkpoint file (cheap: no tensors are read).
+
+    torch.save writes a zip archive whose directory sits at the end, so a truncated file fails this test.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LyricLMError(f"checkpoint {path} does not exist; check the path (checkpoints are in <run>/checkpoints/)")
+    if not zipfile.is_zipfile(path):
+        raise LyricLMError(
+            f"checkpoint {path} is truncated or not a PyTorch checkpoint; "
+            "point ckpt_path at another checkpoint, e.g. an earlier step*.ckpt of the same run"
+        )
+
+
+class LyricCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint keeping the best `save_top_k` by `monitor` at validation, plus `last.ckpt` every N steps.
+
+    Lightning's own `every_n_train_steps` also feeds the top-k with a stale or missing validation metric
+    and turns off the saves at validation; here the step-interval saves only refresh `last.ckpt`.
+
+    Args:
+        every_n_train_steps: write `last.ckpt` every this many optimizer steps; null or 0 for validation only.
+    """
+
+    def __init__(self, *args, every_n_train_steps: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.every_n_steps = every_n_train_steps or 0
+        self._step_saved = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if not self.every_n_steps or step == 0 or step % self.every_n_steps or trainer.fast_dev_run:
+            return
+        if trainer.sanity_checking or self._last_global_step_saved == step:  # micro-batches share one step
+            return
+        self.save_last_now(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if self._step_saved == trainer.global_step and not trainer.should_stop:
+            self._last_global_step_saved = -1  # that save wrote last.ckpt only: the top-k still gets its turn
+        super().on_validation_end(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
+        # Lightning would write last.ckpt again here, after the loops closed the epoch: a run stopped mid-epoch
+        # (SIGTERM) would then resume at the next epoch. The save at the step boundary already holds this step.
+        if self._step_saved != trainer.global_step:
+            super().on_train_end(trainer, pl_module)
+
+    def save_last_now(self, trainer: L.Trainer) -> Path:
+        """Write `<dirpath>/last.ckpt` with the current state (at a step boundary: mid-step state is not whole)."""
+        path = Path(self.dirpath) / LAST
+        self.last_model_path = str(path)  # part of the saved state; stops ModelCheckpoint from making last-v1.ckpt
+        trainer.save_checkpoint(path, weights_only=False)
+        # Nothing else saves at this step (an end-of-epoch save would record a different loop state).
+        self._last_global_step_saved = self._step_saved = trainer.global_step
+        return path
+
+
+class ExactResume(Callback):
+    """What Lightning leaves out of an exact resume: the global RNG states, and the data position in one case.
+
+    RNG: torch, CUDA, numpy and python states (dropout draws from them) are saved in every checkpoint and set
+    again at the first training batch after loading, not at load time, so that nothing Lightning does while
+    setting up (the sanity check, building iterators) shifts them.
+
+    Data: Lightning restores a stateful train loader only if it builds the loader after loading the checkpoint,
+    but `trainer.estimated_stepping_batches` (the schedule's length, asked for in configure_optimizers) builds it
+    before; the saved position is then dropped and the epoch restarts from its first batch. Here the position is
+    applied at train start and the fetcher's iterator rebuilt from it.
+    """
+
+    def __init__(self) -> None:
+        self._pending_rng: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        states = _collect_rng_states(include_cuda=True)
+        if "numpy" in states:  # numpy arrays would make the checkpoint unloadable with torch.load(weights_only=True)
+            kind, keys, pos, has_gauss, gauss = states["numpy"]
+            states["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss]
+        return {"rng": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_rng = state_dict.get("rng")
+        if self._pending_rng is not None and "numpy" in self._pending_rng:
+            kind, keys, pos, has_gauss, gauss = self._pending_rng["numpy"]
+            self._pending_rng["numpy"] = (kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        loop = trainer.fit_loop
+        states = getattr(loop, "_combined_loader_states_to_load", None)
+        if states and loop.restarting and loop._combined_loader is not None and loop._data_fetcher is not None:
+            loop._combined_loader._load_state_dicts(states)
+            loop._combined_loader_states_to_load = []
+            for loader, state in zip(loop._combined_loader.flattened, states, strict=False):
+                if state.get("_num_yielded", 0) >= len(loader):  # saved after the epoch's last batch:
+                    for _ in loader:  # drain the empty rest, so the next epoch starts on its own order
+                        pass
+            iter(loop._data_fetcher)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._pending_rng is not None:
+            if not torch.cuda.is_available():
+                self._pending_rng.pop("torch.cuda", None)
+            _set_rng_states(self._pending_rng)
+            self._pending_rng = None
+
+
+def checkpoint_files(ckpt_dir: Path) -> list[Path]:
+    return sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+
+
+def latest_run_with(config_hash: str, runs_root: Path, exclude: Path | None = None) -> Path | None:
+    """The most recent run dir under `runs_root` (`<date>/<time>/`) whose manifest has `config_hash` and a last.ckpt."""
+    from lyric_lm.manifest import MANIFEST, read_manifest
+
+    candidates = []
+    for manifest in runs_root.glob(f"*/*/{MANIFEST}"):
+        run = manifest.parent
+        if exclude is not None and run.resolve() == exclude.resolve():
+            continue
+        if (run / "checkpoints" / LAST).is_file() and read_manifest(run).get("config_hash") == config_hash:
+            candidates.append(run)
+    return max(candidates, key=lambda r: (r / "checkpoints" / LAST).stat().st_mtime, default=None)

@@ -1,0 +1,271 @@
+"""Check a composed config before any heavy work; every problem is reported at once, one line each."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any, get_args
+
+from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+from omegaconf import DictConfig
+
+from lyric_lm.checkpointing import LAST, check_checkpoint_file, checkpoint_files, latest_run_with
+from lyric_lm.errors import LyricLMError
+from lyric_lm.hub import GPT2_SHAPES
+
+
+def _flatten_literals(tp) -> set:
+    args = get_args(tp)
+    return {tp} if not args else set().union(*(_flatten_literals(a) for a in args))
+
+
+PRECISIONS = {str(p) for p in _flatten_literals(_PRECISION_INPUT)}  # 32-true, bf16-mixed, 16, "64", ...
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise LyricLMError listing every problem of `cfg` found without loading a model or reading data."""
+    problems = config_problems(cfg)
+    if problems:
+        # exit_on_user_error prefixes the first line; the others get the same prefix, one problem per line.
+        raise LyricLMError("\nerror: ".join(problems))
+
+
+def config_problems(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    get = _Getter(cfg, problems)
+
+    # optim
+    lr = get.number("optim.lr")
+    if lr is not None and not (lr > 0 and math.isfinite(lr)):
+        problems.append(f"optim.lr={lr} must be a positive number, e.g. optim.lr=5e-5")
+    wd = get.number("optim.weight_decay")
+    if wd is not None and wd < 0:
+        problems.append(f"optim.weight_decay={wd} must be >= 0")
+    eps = get.number("optim.eps", required=False)
+    if eps is not None and eps <= 0:
+        problems.append(f"optim.eps={eps} must be > 0, e.g. optim.eps=1e-8")
+    betas = cfg.optim.get("betas")
+    if betas is not None and not (
+        len(betas) == 2 and all(isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    ):
+        problems.append(f"optim.betas={list(betas)} must be two numbers in [0, 1), e.g. optim.betas=[0.9,0.999]")
+    ratio = get.number("optim.warmup_ratio", required=False)
+    if ratio is not None and not 0 <= ratio < 1:
+        problems.append(f"optim.warmup_ratio={ratio} must be in [0, 1): a fraction of the run's optimizer steps")
+    warmup = get.integer("optim.warmup_steps", required=False)
+    max_steps = get.integer("trainer.max_steps")
+    if warmup is not None and warmup < 0:
+        problems.append(f"optim.warmup_steps={warmup} must be >= 0 (or null to use optim.warmup_ratio)")
+    elif warmup is not None and max_steps is not None and max_steps > 0 and warmup >= max_steps:
+        problems.append(
+            f"optim.warmup_steps={warmup} is not shorter than the run (trainer.max_steps={max_steps}); "
+            "lower the warmup or train longer"
+        )
+
+    # trainer
+    if max_steps is not None and (max_steps == 0 or max_steps < -1):
+        problems.append(f"trainer.max_steps={max_steps} must be -1 (use max_epochs) or a positive number of steps")
+    max_epochs = get.integer("trainer.max_epochs", required=False)
+    if max_steps == -1 and (max_epochs is None or max_epochs < 1):
+        problems.append("the run has no end: set trainer.max_epochs >= 1 or trainer.max_steps > 0")
+    accumulate = get.integer("trainer.accumulate_grad_batches")
+    if accumulate is not None and accumulate < 1:
+        problems.append(f"trainer.accumulate_grad_batches={accumulate} must be >= 1 (1: no accumulation)")
+    precision = cfg.trainer.get("precision")
+    if precision is not None and str(precision) not in PRECISIONS:
+        known = ", ".join(p for p in sorted(PRECISIONS) if "-" in p and "transformer" not in p)
+        problems.append(f"trainer.precision={precision} is not a known precision; use one of {known}")
+    clip = get.number("trainer.gradient_clip_val", required=False)
+    if clip is not None and clip < 0:
+        problems.append(f"trainer.gradient_clip_val={clip} must be >= 0 (or null for no clipping)")
+    log_every = get.integer("trainer.log_every_n_steps", required=False)
+    if log_every is not None and log_every < 1:
+        problems.append(f"trainer.log_every_n_steps={log_every} must be >= 1")
+    for key in ("trainer.limit_train_batches", "trainer.val_check_interval"):
+        value = get.number(key, required=False)
+        if value is not None and value <= 0:
+            problems.append(f"{key}={value} must be > 0 (a float is a fraction of an epoch, an int a count)")
+
+    # data
+    batch_size = get.integer("data.batch_size")
+    if batch_size is not None and batch_size < 1:
+        problems.append(f"data.batch_size={batch_size} must be >= 1")
+    workers = get.integer("data.num_workers", required=False)
+    if workers is not None and workers < 0:
+        problems.append(f"data.num_workers={workers} must be >= 0 (0 loads in the main process)")
+    val_fraction = get.number("data.val_fraction", required=False)
+    if val_fraction is not None and not 0 < val_fraction < 1:
+        problems.append(f"data.val_fraction={val_fraction} must be between 0 and 1 (exclusive), e.g. 0.1")
+    block_size = get.integer("data.block_size")
+    context = model_context(cfg)
+    if block_size is not None and block_size < 2:
+        problems.append(f"data.block_size={block_size} must be >= 2 tokens")
+    elif block_size is not None and context is not None and block_size > context:
+        problems.append(
+            f"data.block_size={block_size} exceeds the model's context of {context} tokens; "
+            f"use data.block_size<={context}"
+        )
+    data_path = cfg.data.get("path")
+    if data_path is not None and not Path(str(data_path)).expanduser().exists():
+        problems.append(f"data.path={data_path} does not exist; give a lyrics .txt file or a folder of them")
+
+    # model
+    model = cfg.model
+    name = str(model.get("name_or_path"))
+    if _looks_local(name) and not Path(name).expanduser().is_dir():
+        problems.append(f"model.name_or_path={name} is not a directory; give a save_pretrained dir or a hub id")
+    tok = model.get("tokenizer")
+    if tok is not None and _looks_local(str(tok)) and not Path(str(tok)).expanduser().is_dir():
+        problems.append(f"model.tokenizer={tok} is not a directory; give a tokenizer dir, a hub id or `bundled`")
+    overrides = model.get("config") or {}
+    n_embd, n_head = overrides.get("n_embd"), overrides.get("n_head")
+    if isinstance(n_embd, int) and isinstance(n_head, int) and (n_head < 1 or n_embd % n_head):
+        problems.append(f"model.config.n_embd={n_embd} must be a multiple of model.config.n_head={n_head}")
+
+    # checkpoints and resume
+    every = get.integer("callbacks.checkpoint.every_n_train_steps", required=False)
+    if every is not None and every < 0:
+        problems.append(f"callbacks.checkpoint.every_n_train_steps={every} must be >= 1 (or null: at validation only)")
+    top_k = get.integer("callbacks.checkpoint.save_top_k", required=False)
+    if top_k is not None and top_k < -1:
+        problems.append(f"callbacks.checkpoint.save_top_k={top_k} must be -1 (all), 0 or a positive number")
+    seed = get.integer("seed", required=False)
+    if seed is not None and seed < 0:
+        problems.append(f"seed={seed} must be >= 0")
+    try:
+        resolve_resume(cfg)
+    except LyricLMError as err:
+        problems.append(str(err))
+    return problems
+
+
+def resolve_resume(cfg: DictConfig) -> tuple[str | None, Path]:
+    """(checkpoint to resume from or None, the run dir this run writes into).
+
+    `ckpt_path=<file>` resumes from that file into this run's dir; `resume=auto run_dir=<run>` continues
+    `<run>/checkpoints/last.ckpt` in `<run>`; `resume=auto` alone continues the most recent run under the
+    same runs folder (`outputs/<date>/<time>/`) with the same config, or starts a new run if there is none.
+    Also refuses to write into a checkpoint folder that holds another run's checkpoints.
+    """
+    resume, run_dir, ckpt_path = cfg.get("resume"), cfg.get("run_dir"), cfg.get("ckpt_path")
+    out = Path(str(cfg.paths.output_dir))
+    if resume not in (None, False, "auto"):
+        raise LyricLMError(f"resume={resume} is not an option; use resume=auto (or leave it unset)")
+    if resume == "auto" and ckpt_path is not None:
+        raise LyricLMError("give either ckpt_path=<file> or resume=auto, not both")
+    if run_dir is not None and resume != "auto":
+        raise LyricLMError(f"run_dir={run_dir} names a run to continue; add resume=auto (or drop run_dir)")
+
+    if ckpt_path is not None:
+        check_checkpoint_file(ckpt_path)
+    elif resume == "auto" and run_dir is not None:
+        out = Path(str(run_dir)).expanduser()
+        if not out.is_dir():
+            raise LyricLMError(f"run_dir={run_dir} does not exist; give the folder of an earlier run")
+        ckpt_path = str(out / "checkpoints" / LAST)
+        if not Path(ckpt_path).is_file():
+            raise LyricLMError(f"run_dir={run_dir} holds no checkpoints/{LAST}; give another run or start a new one")
+        check_checkpoint_file(ckpt_path)
+    elif resume == "auto":
+        from lyric_lm.manifest import config_hash
+
+        found = latest_run_with(config_hash(cfg), out.parent.parent, exclude=out)
+        if found is not None:
+            out, ckpt_path = found, str(found / "checkpoints" / LAST)
+            check_checkpoint_file(ckpt_path)
+
+    ckpt_dir = _checkpoint_dir(cfg, out)
+    resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent == ckpt_dir.resolve()
+    if checkpoint_files(ckpt_dir) and not resuming_here:
+        raise LyricLMError(
+            f"{ckpt_dir} already holds another run's checkpoints; continue that run with resume=auto "
+            f"run_dir={out}, or start a new run in a new folder (hydra.run.dir=...)"
+        )
+    return (str(ckpt_path) if ckpt_path is not None else None), out
+
+
+def _checkpoint_dir(cfg: DictConfig, out: Path) -> Path:
+    ckpt = (cfg.get("callbacks") or {}).get("checkpoint")
+    if ckpt is not None and ckpt.get("dirpath") is not None and Path(str(cfg.paths.output_dir)) == out:
+        return Path(str(ckpt.dirpath))
+    return out / "checkpoints"
+
+
+def model_context(cfg: DictConfig) -> int | None:
+    """The model's context length in tokens, from its config alone (no weights); None when unknown offline."""
+    model = cfg.model
+    overrides = model.get("config") or {}
+    for key in ("n_positions", "max_position_embeddings"):
+        if isinstance(overrides.get(key), int):
+            return overrides[key]
+    name = str(model.get("name_or_path"))
+    if name in GPT2_SHAPES:
+        return 1024  # every published GPT-2 size
+    config = Path(name).expanduser() / "config.json"
+    if config.is_file():
+        try:
+            hf = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError:
+            return None
+        for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+            if isinstance(hf.get(key), int):
+                return hf[key]
+    return None
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+
+
+class _Getter:
+    """Reads numbers from the config, recording a problem for a value of the wrong type."""
+
+    def __init__(self, cfg: DictConfig, problems: list[str]):
+        self.cfg, self.problems = cfg, problems
+
+    def _value(self, key: str) -> Any:
+        node = self.cfg
+        for part in key.split("."):
+            if node is None or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def number(self, key: str, required: bool = True) -> float | None:
+        value = self._value(key)
+        if value is None:
+            if required:
+                self.problems.append(f"{key} is not set; give it a value")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problems.append(f"{key}={value} must be a number")
+            return None
+        return value
+
+    def integer(self, key: str, required: bool = True) -> int | None:
+        value = self.number(key, required)
+        if value is not None and value != int(value):
+            self.problems.append(f"{key}={value} must be a whole number")
+            return None
+        return None if value is None else int(value)
+
+
+def discard_unused_run_dir(run_dir: Path) -> None:
+    """Remove the dir Hydra made for a run that was rejected before it started, if it holds nothing else.
+
+    Hydra writes `.hydra/` and `train.log` before train() runs; a run refused for bad settings leaves no trace.
+    """
+    if not HydraConfig.initialized() or not run_dir.is_dir():
+        return
+    from hydra.types import RunMode
+
+    if HydraConfig.get().mode != RunMode.RUN or Path(HydraConfig.get().runtime.output_dir) != run_dir:
+        return
+    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        parent = run_dir.parent  # outputs/<date>/ when this was its only run
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
