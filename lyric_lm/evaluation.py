@@ -249,7 +249,7 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     from lyric_lm.data import LyricsDataModule
     from lyric_lm.errors import LyricLMError
     from lyric_lm.export import global_step_of, hf_model_of, load_checkpoint, run_dir_of
-    from lyric_lm.generation import HEADER_FIELDS, Sampling, generate_songs, read_prompts, write_jsonl
+    from lyric_lm.generation import Sampling, generate_songs, header_order, read_prompts, write_jsonl
     from lyric_lm.tokenizer import load_tokenizer
 
     hf_logging.disable_progress_bar()
@@ -268,7 +268,7 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     split, loader, train_texts = held_out_and_training(datamodule, data)
     ppl = token_perplexity(model, loader)
 
-    header = {field: cfg.get(field) for field in HEADER_FIELDS}
+    header = {field: cfg.get(field) for field in header_order(cfg.get("ckpt_path"), None)}
     records = generate_songs(model, tokenizer, prompts, sampling, header)
     gen = lyric_metrics([r["text"] for r in records], train_texts, int(cfg.get("ngram", 8)))
     # Memorisation counts only what the model wrote, not the prompt it was given.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
@@ -122,10 +123,26 @@ def read_prompts(prompt: str | Sequence[str] | None = None, prompt_file: str | N
     return [p.replace("\\n", "\n") for p in prompts] or [""]
 
 
+def header_order(ckpt_path: str | None, model_dir: str | None) -> list[str]:
+    """Header fields in the order the model was trained with (its run's `data.condition_on`, when the run dir is
+    beside the checkpoint or the exported `<run>/hf_model`), then the rest in the lyrics format's order."""
+    from lyric_lm.export import run_config_of
+
+    trained: list[str] = []
+    run_cfg = None
+    if ckpt_path and Path(ckpt_path).expanduser().is_file():
+        run_cfg = run_config_of(ckpt_path)
+    elif model_dir and (Path(model_dir).expanduser().parent / "config_resolved.yaml").is_file():
+        run_cfg = OmegaConf.to_container(OmegaConf.load(Path(model_dir).expanduser().parent / "config_resolved.yaml"))
+    if run_cfg:
+        trained = [f for f in (run_cfg.get("data") or {}).get("condition_on") or [] if f in HEADER_FIELDS]
+    return trained + [f for f in HEADER_FIELDS if f not in trained]
+
+
 def song_prompt(prompt: str, header: Mapping[str, str | None]) -> str:
-    """The text the model continues: the conditioning header (training's format), then the user's prompt."""
-    fields = [f for f in HEADER_FIELDS if f in header] + [f for f in header if f not in HEADER_FIELDS]
-    return with_header(prompt, header, fields)
+    """The text the model continues: the conditioning header (training's format, fields in `header`'s order), then
+    the user's prompt."""
+    return with_header(prompt, header, list(header))
 
 
 @torch.no_grad()
@@ -202,7 +219,8 @@ def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     hf_logging.disable_progress_bar()  # the songs are the output; no loading bars around them
     sampling = Sampling.from_config(cfg)  # before loading anything: a bad value fails at once
     prompts = read_prompts(cfg.get("prompt"), cfg.get("prompt_file"))
-    header = {field: cfg.get(field) for field in HEADER_FIELDS}
+    order = header_order(cfg.get("ckpt_path"), cfg.get("model_dir"))
+    header = {field: cfg.get(field) for field in order}
     model, tokenizer = load_for_generation(cfg.get("ckpt_path"), cfg.get("model_dir"), cfg.get("tokenizer"))
     records = generate_songs(model, tokenizer, prompts, sampling, header)
     print(format_songs(records), end="", flush=True)

@@ -29,13 +29,14 @@ def test_genius_csv_columns_map_to_lyrics_title_artist_genre_language(tmp_path):
         "title,tag,artist,year,views,features,lyrics,id,language\n"
         'Salt Road,country,Ada Vale,2004,12,{},"[Verse]\nwalk the salt road\nhome",1,en\n'
         'Tin Moon,pop,Bo Reyes,NA,3,{},"tin moon rising",2,es\n'
+        "Blank,pop,Bo Reyes,NA,3,{},NA,3,es\n"
     )
     songs = read(csv)
-    assert songs["text"] == ["[Verse]\nwalk the salt road\nhome", "tin moon rising"]
-    assert songs["title"] == ["Salt Road", "Tin Moon"]
-    assert songs["genre"] == ["country", "pop"]  # Genius calls the genre `tag`
-    assert songs["artist"] == ["Ada Vale", "Bo Reyes"]
-    assert songs["language"] == ["en", "es"]
+    assert songs["text"] == ["[Verse]\nwalk the salt road\nhome", "tin moon rising", "NA"]  # cleaning drops NA
+    assert songs["title"] == ["Salt Road", "Tin Moon", "Blank"]
+    assert songs["genre"] == ["country", "pop", "pop"]  # Genius calls the genre `tag`
+    assert songs["artist"] == ["Ada Vale", "Bo Reyes", "Bo Reyes"]
+    assert songs["language"] == ["en", "es", "es"]
 
 
 @pytest.mark.parametrize(

@@ -53,8 +53,9 @@ def test_prompts_from_values_and_file(tmp_path):
 
 
 def test_header_uses_the_training_format():
-    header = {"genre": "folk", "title": "Paper Boats"}
-    assert song_prompt("We folded", header) == format_header(header, ["title", "genre"]) + "We folded"
+    header = {"genre": "folk", "title": "Paper Boats"}  # in the order the model was trained with
+    assert song_prompt("We folded", header) == "genre: folk\ntitle: Paper Boats\n\nWe folded"
+    assert song_prompt("We folded", header) == format_header(header, ["genre", "title"]) + "We folded"
     assert song_prompt("We folded", {}) == "We folded"
 
 
@@ -163,3 +164,16 @@ def test_readme_commands_compose_and_sampling_defaults_are_valid(config, overrid
         assert OmegaConf.select(cfg, key) is not None
     if config != "export":
         Sampling.from_config(cfg)  # the shipped defaults pass the checks
+
+
+def test_header_follows_the_field_order_the_model_was_trained_with(tmp_path):
+    from lyric_lm.generation import header_order
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / "config_resolved.yaml").write_text("data:\n  condition_on: [genre, title]\n")
+    assert header_order(str(run / "checkpoints" / "last.ckpt"), None) == ["genre", "title", "artist"]
+    (run / "hf_model").mkdir()
+    assert header_order(None, str(run / "hf_model")) == ["genre", "title", "artist"]
+    assert header_order(None, "gpt2") == ["title", "artist", "genre"]  # no run: the lyrics format's order

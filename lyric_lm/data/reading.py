@@ -178,7 +178,9 @@ def read_songs(
         header = _csv_header(paths[0], sep, encoding)
         # Every column as a string: pandas would guess types chunk by chunk, and a `year` column that reads as
         # int in one chunk and float (an NA) in the next breaks the Arrow schema half-way through a big file.
-        kwargs.update(sep=sep, encoding=encoding, features=Features({c: Value("string") for c in header}))
+        # keep_default_na=False: an `NA` cell stays the text "NA", so cleaning counts it as NA, not as empty.
+        strings = Features({c: Value("string") for c in header})
+        kwargs.update(sep=sep, encoding=encoding, keep_default_na=False, features=strings)
     elif fmt == "json":
         kwargs.update(encoding=encoding)
     elif fmt != "parquet":
