@@ -24,7 +24,7 @@ def exit_on_user_error(fn: Callable[[], T]) -> T | None:
     try:
         return fn()
     except Exception as err:
-        if _in_multirun():
+        if in_multirun():
             import logging
 
             log = logging.getLogger("lyric_lm")
@@ -39,7 +39,7 @@ def exit_on_user_error(fn: Callable[[], T]) -> T | None:
         sys.exit(2)
 
 
-def _in_multirun() -> bool:
+def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

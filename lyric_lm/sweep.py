@@ -17,6 +17,8 @@ import lightning as L
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lyric_lm.errors import in_multirun
+
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
@@ -196,14 +198,15 @@ class SweepSummary(Callback):
 
 
 def recording_failure(cfg: DictConfig, train_fn) -> Any:
-    """Call `train_fn(cfg)`; if it raises, write a "failed" result.json in the run dir first, then re-raise."""
+    """Call `train_fn(cfg)`; if it raises inside a sweep, write a "failed" result.json in the job's dir first (for
+    the sweep summary), then re-raise. A single run writes nothing: a run refused for bad settings leaves no trace."""
     started = time.perf_counter()
     try:
         return train_fn(cfg)
     except Exception as err:
         from lightning.pytorch.utilities import rank_zero_only
 
-        if getattr(rank_zero_only, "rank", 0) == 0:
+        if in_multirun() and getattr(rank_zero_only, "rank", 0) == 0:
             write_result(
                 Path(cfg.paths.output_dir), "failed", error=error_line(err), wall_s=time.perf_counter() - started
             )
