@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from lyric_lm.data import LyricsDataModule
 from lyric_lm.errors import LyricLMError
 from lyric_lm.module import LyricLM
+from lyric_lm.runtime import apply_runtime
 from lyric_lm.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ def train(cfg: DictConfig) -> float | None:
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
         for name in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).handlers.clear()
+    runtime = cfg.get("runtime") or {}
+    apply_runtime(runtime.get("tune_malloc", True), runtime.get("float32_matmul_precision"))
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
