@@ -128,16 +128,19 @@ def run_plain_loop(a: argparse.Namespace) -> dict:
 
 def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
     import lightning as L
+    import torch
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
     from lyric_lm.pipeline import train
 
     starts, ends, losses = [], [], []
+    sync = torch.cuda.synchronize if a.device == "gpu" else lambda: None  # time the GPU's work, not its queueing
 
     class StepTimer(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if batch_idx % a.accum == 0:
+                sync()
                 starts.append(time.perf_counter())
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -156,7 +159,7 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
         f"optim.warmup_steps={WARMUP_STEPS}",
         f"trainer.max_steps={a.warmup + a.steps + 1}",
         f"trainer.accumulate_grad_batches={a.accum}",
-        "trainer.accelerator=cpu",
+        f"trainer.accelerator={a.device}",
         "trainer.devices=1",
         "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",
@@ -166,8 +169,12 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
         f"runtime.tune_malloc={str(a.malloc == 'tuned').lower()}",
         f"seed={SEED}",
     ]
-    if best:
-        overrides.insert(0, "trainer=cpu")  # its precision is auto; the benchmark's precision overrides it below
+    if best:  # the preset's precision is auto; the benchmark's precision overrides it below
+        overrides.insert(0, f"trainer={a.device}")
+    if a.data:
+        overrides.append(f"data.path={a.data}")
+    if a.compile is not None:
+        overrides.append(f"model.compile={str(a.compile).lower()}")
     overrides.append(f"trainer.precision={a.precision}")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
@@ -271,7 +278,7 @@ def flops_per_token(shape: str, block: int) -> float:
 
 
 def run_worker(impl: str, model: str, precision: str, a: argparse.Namespace, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", impl, "--model", model, "--precision", precision]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, "--model", model, "--precision", precision]
     cmd += ["--batch", str(a.batch), "--block", str(a.block), "--accum", str(a.accum), "--warmup", str(a.warmup)]
     cmd += ["--steps", str(steps), "--malloc", a.malloc]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -309,13 +316,8 @@ def machine() -> str:
 
 
 def bench(a: argparse.Namespace) -> list[dict]:
-    models = [a.model] if a.model else ["tiny", "gpt2"]
-    if a.precision == "auto":
-        precisions = [auto_precision()]
-    elif a.precision:
-        precisions = [a.precision]
-    else:
-        precisions = ["32-true", "bf16-mixed"]
+    models = a.model or ["tiny", "gpt2"]
+    precisions = [auto_precision() if p == "auto" else p for p in a.precision or ["32-true", "bf16-mixed"]]
     contenders = a.impl or list(CONTENDERS)
     load_before = os.getloadavg()[0]
     samples: dict[tuple, list[dict]] = {}
@@ -371,12 +373,13 @@ def bench(a: argparse.Namespace) -> list[dict]:
 
 
 def loss_check(a: argparse.Namespace, steps: int = 50) -> dict:
-    """lyric_lm_best for `steps` optimizer steps at 32-true and at bf16-mixed from the same seed: the loss curves."""
+    """lyric_lm_best for `steps` optimizer steps at 32-true and at bf16-mixed, same seed and batches: loss curves."""
     measured = steps - a.warmup - 1  # the worker runs warmup + measured + 1 steps
-    curves = {p: run_worker("lyric_lm_best", "gpt2", p, a, measured)["losses"] for p in ("32-true", "bf16-mixed")}
+    curves = {p: run_worker("lyric_lm_best", a.loss_model, p, a, measured)["losses"] for p in ("32-true", "bf16-mixed")}
     diffs = [abs(x - y) for x, y in zip(curves["32-true"], curves["bf16-mixed"], strict=True)]
     rel = [d / x for d, x in zip(diffs, curves["32-true"], strict=True)]
     return {
+        "model": a.loss_model,
         "steps": len(diffs),
         "max_abs_diff": round(max(diffs), 4),
         "mean_abs_diff": round(statistics.mean(diffs), 4),
@@ -386,8 +389,9 @@ def loss_check(a: argparse.Namespace, steps: int = 50) -> dict:
     }
 
 
-def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
+def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command: str, path: Path | None = None) -> None:
+    """Replace the section between BEGIN and END in BENCHMARKS.md (other sections stay), or append it."""
+    path = path or ROOT / "BENCHMARKS.md"
     lines = [
         BEGIN,
         "## Training throughput: lyric_lm vs a plain PyTorch loop and Hugging Face Trainer",
@@ -419,8 +423,9 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         lc = meta["loss_check"]
         lines += [
             "",
-            f"bf16-mixed vs 32-true loss curves (lyric_lm_best, gpt2 shape, same seed and batches, {lc['steps']} "
-            f"optimizer steps): max |diff| {lc['max_abs_diff']} nats (max relative {lc['max_rel_diff']:.2%}), mean "
+            f"bf16-mixed vs 32-true loss curves (lyric_lm_best, {lc['model']} shape, same seed and batches, "
+            f"{lc['steps']} optimizer steps): max |diff| {lc['max_abs_diff']} nats "
+            f"(max relative {lc['max_rel_diff']:.2%}), mean "
             f"{lc['mean_abs_diff']}; fp32 {lc['fp32_first_last'][0]} -> {lc['fp32_first_last'][1]}, bf16 "
             f"{lc['bf16_first_last'][0]} -> {lc['bf16_first_last'][1]}. Tolerance: max relative diff <= 2%.",
         ]
@@ -438,8 +443,13 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", choices=sorted(SHAPES), help="default: both")
-    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "auto"], help="default: both (quick: auto)")
+    p.add_argument("--model", nargs="+", choices=sorted(SHAPES), help="default: tiny gpt2")
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["32-true", "bf16-mixed", "auto"],
+        help="default: 32-true bf16-mixed (quick: auto)",
+    )
     p.add_argument("--quick", action="store_true", help="2 rounds, 3 measured steps; prints only (< 3 min)")
     p.add_argument("--impl", nargs="+", choices=CONTENDERS, help="default: all four")
     p.add_argument("--batch", type=int, default=4)
@@ -450,14 +460,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, help="measured optimizer steps per run")
     p.add_argument("--malloc", choices=["tuned", "default"], default="tuned", help="glibc setting, same for all")
     p.add_argument("--loss-check", action=argparse.BooleanOptionalAction, help="50-step bf16 vs fp32 curves")
+    p.add_argument("--loss-model", choices=sorted(SHAPES), default="gpt2", help="shape of the loss check")
     p.add_argument("--write", action=argparse.BooleanOptionalAction, help="write BENCHMARKS.md (default: not quick)")
-    p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)  # one run, in this process
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help=argparse.SUPPRESS)  # lyric_lm only
+    p.add_argument("--data", help=argparse.SUPPRESS)  # a lyrics file for lyric_lm workers (gpu_check.sh)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        a.model, a.precision = a.model or "tiny", a.precision or "32-true"
+        a.model, a.precision = (a.model or ["tiny"])[0], (a.precision or ["32-true"])[0]
         return worker(a)
     if a.quick:
-        a.precision = a.precision or "auto"
+        a.precision = a.precision or ["auto"]
     a.rounds = a.rounds or (2 if a.quick else 3)
     a.steps = a.steps or (3 if a.quick else 6)
     a.loss_check = a.loss_check if a.loss_check is not None else not a.quick
