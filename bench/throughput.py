@@ -409,6 +409,13 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         f"{a.accum}, allocator `{a.malloc}` for every contender; medians of {a.rounds} rounds x {a.steps} steps "
         f"after {a.warmup} warm-up steps.",
         "",
+        "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision, schedule and "
+        "allocator: `plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline, every speed option "
+        "off), `lyric_lm_best` (the same with `trainer=cpu`'s options: fused AdamW, chunked loss), `hf_trainer` "
+        "(transformers `Trainer`, its defaults). Each run is a fresh process; rounds alternate the contenders. "
+        "Data wait: share of step time outside the training step (fetching the batch and the loop's own work). "
+        "GPU: `bash bench/gpu_check.sh` prints the same figures for one GPU.",
+        "",
         "| model | precision | impl | tokens/s | opt steps/s | vs plain_loop | MFU (own peak) | MFU vs bf16 peak "
         "| peak RSS MB | data wait |",
         "|---|---|---|---|---|---|---|---|---|---|",
