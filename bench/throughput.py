@@ -400,7 +400,8 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}. Load average "
         f"{meta['load_before']:.1f} before, {meta['load_after']:.1f} after"
         + (
-            " (a shared, loaded machine: ratios from interleaved rounds are meaningful, absolute figures low)."
+            " (a shared, loaded machine: absolute figures are far below this CPU's quiet rates, and even the "
+            "ratios of interleaved rounds are noisy)."
             if max(meta["load_before"], meta["load_after"]) > 1.5
             else "."
         ),
