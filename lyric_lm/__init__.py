@@ -1,3 +1,7 @@
 """lyric_lm: fine-tune GPT-2 to write song lyrics with PyTorch Lightning and Hydra."""
 
 __version__ = "0.1.0"
+
+from lyric_lm.runtime import register_resolvers
+
+register_resolvers()  # ${lyric:auto_precision} in conf/trainer/*.yaml

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
+from lyric_lm.loss import chunked_lm_loss, supports_chunked_loss
 from lyric_lm.model import build_causal_lm
 from lyric_lm.optim import build_adamw, build_scheduler, warmup_steps
 
@@ -16,8 +17,9 @@ class LyricLM(L.LightningModule):
     """Fine-tunes a transformers causal LM; the Trainer does placement, precision, accumulation and stepping.
 
     Args:
-        model: the `model` config group as a plain dict (name_or_path, from_scratch, config, tokenizer).
-        optim: the `optim` config group (lr, weight_decay, betas, eps, warmup_steps, warmup_ratio).
+        model: the `model` config group as a plain dict (name_or_path, from_scratch, config, tokenizer,
+            and the speed options compile and loss_chunk).
+        optim: the `optim` config group (lr, weight_decay, betas, eps, warmup_steps, warmup_ratio, fused).
         hf_config: the transformers config of the built model; filled in on first construction and saved
             with the hyperparameters, so `LyricLM.load_from_checkpoint(path)` rebuilds it offline.
     """
@@ -30,12 +32,23 @@ class LyricLM(L.LightningModule):
         if hf_config is None:
             self.hparams["hf_config"] = self.model.config.to_dict()
         self.val_loss = MeanMetric()
+        self.loss_chunk = model.get("loss_chunk") if supports_chunked_loss(self.model) else None
+        if model.get("compile"):
+            # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the plain model.
+            (self.model.base_model if self.loss_chunk else self.model).compile()
 
     def forward(self, input_ids: torch.Tensor, **kwargs) -> Any:
         return self.model(input_ids=input_ids, **kwargs)
 
+    def lm_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The mean next-token loss of a batch; in chunks of tokens when `model.loss_chunk` is set."""
+        if not self.loss_chunk:
+            return self.model(**batch).loss
+        hidden = self.model.base_model(input_ids=batch["input_ids"]).last_hidden_state  # (B, T, d)
+        return chunked_lm_loss(hidden, self.model.get_output_embeddings().weight, batch["labels"], self.loss_chunk)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        loss = self.lm_loss(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["input_ids"].size(0))
         if "attention_mask" in batch:  # padded batches (data.packing=false): share of pad tokens, averaged per epoch
             pad_share = 1 - batch["attention_mask"].float().mean()
@@ -43,7 +56,7 @@ class LyricLM(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss = self.model(**batch).loss
+        loss = self.lm_loss(batch)
         # Weight each batch by its predicted tokens, so val/loss is the mean over tokens, not over batches.
         n_tokens = (batch["labels"][:, 1:] != -100).sum()
         self.val_loss.update(loss.float(), weight=n_tokens)
@@ -54,9 +67,19 @@ class LyricLM(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/ppl", torch.exp(loss))
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning refuses to clip for a fused optimizer under any mixed precision, for fp16's GradScaler;
+        # bf16-mixed (and 32-true) have no scaler, so clipping before the fused step is correct there.
+        no_scaler = getattr(self.trainer.precision_plugin, "scaler", None) is None
+        if gradient_clip_val and no_scaler and gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         cfg = self.hparams.optim
-        optimizer = build_adamw(self.model, cfg["lr"], cfg["weight_decay"], cfg["betas"], cfg.get("eps", 1e-8))
+        fused = {"fused": True} if cfg.get("fused") else {}  # one kernel per step instead of ~10 ops per tensor
+        optimizer = build_adamw(self.model, cfg["lr"], cfg["weight_decay"], cfg["betas"], cfg.get("eps", 1e-8), **fused)
         # Counts accumulation, epochs, max_steps, limit_train_batches and devices: one optimizer step each.
         total = self.trainer.estimated_stepping_batches
         warmup = warmup_steps(total, cfg.get("warmup_steps"), cfg.get("warmup_ratio", 0.0))

@@ -21,6 +21,7 @@ from lyric_lm.errors import LyricLMError
 from lyric_lm.export import export_best
 from lyric_lm.manifest import RunManifest
 from lyric_lm.module import LyricLM
+from lyric_lm.runtime import apply_runtime
 from lyric_lm.safety import RunGuard, resume_command
 from lyric_lm.sweep import JobStats, write_result
 from lyric_lm.tokenizer import load_tokenizer
@@ -41,6 +42,8 @@ def train(cfg: DictConfig) -> float | None:
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).handlers.clear()
+    runtime = cfg.get("runtime") or {}
+    apply_runtime(runtime.get("tune_malloc", True), runtime.get("float32_matmul_precision"))
     # torchdata's StatefulDataLoader calls an API torch deprecated; harmless, and repeated every epoch.
     warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
     try:

@@ -1,0 +1,494 @@
+"""Training throughput of lyric_lm against a plain PyTorch loop and Hugging Face Trainer, measured side by side.
+
+    python bench/throughput.py                         # full: tiny + gpt2, 32-true + bf16-mixed; writes BENCHMARKS.md
+    python bench/throughput.py --model gpt2 --quick    # < 3 minutes: gpt2 shape, auto precision, 2 rounds; prints only
+
+Contenders, all on the same packed tokens of the builtin sample (GPT-2 tokenizer), the same model shape (random
+init), batch, block size, accumulation, precision, AdamW + warmup-linear schedule, clipping at 1.0 and allocator:
+  plain_loop     the tutorial loop: move batch, forward, backward, clip + step every k batches, zero grads
+  lyric_lm       our pipeline.train (Hydra config, LyricsDataModule, Lightning) with every speed option off
+  lyric_lm_best  the same with the trainer=cpu preset's speed options (fused AdamW, chunked loss)
+  hf_trainer     transformers.Trainer with its defaults (which pick fused AdamW on torch >= 2.8)
+
+Each run is a fresh subprocess (honest peak RSS and allocator state); rounds alternate the contenders, in a rotated
+order, so load on a shared machine falls on all of them alike; reported figures are medians over rounds of the
+median optimizer-step time after warm-up (start-up excluded). One JSON line per contender and setting on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENDERS = ("plain_loop", "lyric_lm", "lyric_lm_best", "hf_trainer")
+# (layers, width, heads, positions): conf/model/tiny.yaml, and GPT-2 124M
+SHAPES = {"tiny": (2, 128, 4, 256), "gpt2": (12, 768, 12, 1024)}
+LR, WEIGHT_DECAY, WARMUP_STEPS, SEED = 1e-4, 0.01, 2, 42
+BEGIN, END = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
+
+
+# ---------------------------------------------------------------- measurement inside one worker process
+
+
+def tune_malloc_if(setting: str) -> None:
+    if setting == "tuned":  # before torch allocates anything large; same call as train.py's runtime.tune_malloc
+        sys.path.insert(0, str(ROOT))
+        from lyric_lm.runtime import tune_malloc
+
+        tune_malloc()
+
+
+def packed_blocks(block_size: int):
+    """The builtin sample, tokenized and packed by LyricsDataModule: the tokens every contender trains on."""
+    from lyric_lm.data import LyricsDataModule
+    from lyric_lm.tokenizer import bundled_gpt2_tokenizer
+
+    dm = LyricsDataModule(bundled_gpt2_tokenizer(), block_size=block_size)
+    dm.setup()
+    return dm.blocks["train"]
+
+
+def random_model(shape: str):
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    n_layer, n_embd, n_head, n_positions = SHAPES[shape]
+    torch.manual_seed(SEED)
+    return AutoModelForCausalLM.from_config(
+        GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_positions)
+    )
+
+
+def summarize(starts: list[float], ends: list[float], losses: list[float], a: argparse.Namespace) -> dict:
+    """Per optimizer step i: period = start[i+1] - start[i]; data wait = start[i+1] - end[i] (the loop's own
+    work outside the step too, so an upper bound). Medians over the steps after warm-up."""
+    periods = [s1 - s0 for s0, s1 in zip(starts, starts[1:], strict=False)][a.warmup :]
+    waits = [s1 - e0 for e0, s1 in zip(ends, starts[1:], strict=False)][a.warmup :]
+    period = statistics.median(periods)
+    return {
+        "step_s": period,
+        "data_wait_share": sum(waits) / sum(periods),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "losses": losses,
+        "measured_steps": len(periods),
+    }
+
+
+def run_plain_loop(a: argparse.Namespace) -> dict:
+    import torch
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    from lyric_lm.data.packing import collate_blocks
+
+    torch.manual_seed(SEED)
+    model = random_model(a.model).train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0}])
+    for g in opt.param_groups:
+        g["lr"] = g["initial_lr"] = LR
+    total = a.warmup + a.steps + 1
+    sched = get_linear_schedule_with_warmup(opt, WARMUP_STEPS, total)
+    loader = DataLoader(packed_blocks(a.block), batch_size=a.batch, shuffle=True, collate_fn=collate_blocks)
+    bf16 = a.precision == "bf16-mixed"
+    starts, ends, losses, step, i = [], [], [], 0, 0
+    while step < total:
+        for batch in loader:
+            if i % a.accum == 0:
+                starts.append(time.perf_counter())
+            batch = {k: v.to("cpu") for k, v in batch.items()}
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(**batch).loss / a.accum
+            loss.backward()
+            i += 1
+            if i % a.accum == 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                losses.append(loss.item() * a.accum)
+                ends.append(time.perf_counter())
+                step += 1
+                if step == total:
+                    break
+    return summarize(starts, ends, losses, a)
+
+
+def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
+    import lightning as L
+    import torch
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from lyric_lm.pipeline import train
+
+    starts, ends, losses = [], [], []
+    sync = torch.cuda.synchronize if a.device == "gpu" else lambda: None  # time the GPU's work, not its queueing
+
+    class StepTimer(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx % a.accum == 0:
+                sync()
+                starts.append(time.perf_counter())
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if (batch_idx + 1) % a.accum == 0:
+                ends.append(time.perf_counter())
+                losses.append(float(outputs["loss"]) * a.accum)
+
+    n_layer, n_embd, n_head, n_positions = SHAPES[a.model]
+    overrides = [
+        "model=gpt2",
+        "model.from_scratch=true",
+        f"+model.config={{n_layer: {n_layer}, n_embd: {n_embd}, n_head: {n_head}, n_positions: {n_positions}}}",
+        f"data.block_size={a.block}",
+        f"data.batch_size={a.batch}",
+        f"optim.lr={LR}",
+        f"optim.warmup_steps={WARMUP_STEPS}",
+        f"trainer.max_steps={a.warmup + a.steps + 1}",
+        f"trainer.accumulate_grad_batches={a.accum}",
+        f"trainer.accelerator={a.device}",
+        "trainer.devices=1",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "callbacks.progress_bar=null",
+        f"runtime.tune_malloc={str(a.malloc == 'tuned').lower()}",
+        f"seed={SEED}",
+    ]
+    if best:  # the preset's precision is auto; the benchmark's precision overrides it below
+        overrides.insert(0, f"trainer={a.device}")
+    if a.data:
+        overrides.append(f"data.path={a.data}")
+    if a.compile is not None:
+        overrides.append(f"model.compile={str(a.compile).lower()}")
+    overrides.append(f"trainer.precision={a.precision}")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    with tempfile.TemporaryDirectory() as out, open_dict(cfg):
+        cfg.paths.output_dir = out
+        cfg.callbacks.bench_timer = {"_target_": f"{__name__}.StepTimer"}
+        globals()["StepTimer"] = StepTimer
+        L.Trainer.save_checkpoint = lambda *args, **kwargs: None  # after the timed steps; 1.5 GB of disk for nothing
+        train(cfg)
+    return summarize(starts, ends, losses, a)
+
+
+def run_hf_trainer(a: argparse.Namespace) -> dict:
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from lyric_lm.data.packing import collate_blocks
+
+    starts, ends = [], []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            starts.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=a.batch,
+            gradient_accumulation_steps=a.accum,
+            learning_rate=LR,
+            weight_decay=WEIGHT_DECAY,
+            warmup_steps=WARMUP_STEPS,
+            lr_scheduler_type="linear",
+            max_steps=a.warmup + a.steps + 1,
+            max_grad_norm=1.0,
+            bf16=a.precision == "bf16-mixed",
+            use_cpu=True,
+            save_strategy="no",
+            report_to=[],
+            logging_steps=10,
+            disable_tqdm=True,
+            seed=SEED,
+        )
+        trainer = Trainer(
+            model=random_model(a.model),
+            args=args,
+            train_dataset=packed_blocks(a.block),
+            data_collator=collate_blocks,
+            callbacks=[StepTimer()],
+        )
+        trainer.train()
+    return summarize(starts, ends, [], a)
+
+
+def worker(a: argparse.Namespace) -> None:
+    tune_malloc_if(a.malloc)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    run = {
+        "plain_loop": run_plain_loop,
+        "lyric_lm": lambda a: run_lyric_lm(a, best=False),
+        "lyric_lm_best": lambda a: run_lyric_lm(a, best=True),
+        "hf_trainer": run_hf_trainer,
+    }[a.worker]
+    result = run(a)
+    result["threads"] = torch.get_num_threads()
+    print("RESULT " + json.dumps(result))
+
+
+# ---------------------------------------------------------------- the driver: peaks, rounds, report
+
+
+def matmul_peaks(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Dense matmul GFLOP/s on this machine now, fp32 and bf16 (median of `repeats`)."""
+    import torch
+
+    out = {}
+    for name, dtype in (("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)):
+        x, y = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        x @ y
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - t)
+        out[name] = 2 * n**3 / statistics.median(times) / 1e9
+    return out
+
+
+def flops_per_token(shape: str, block: int) -> float:
+    """6 x parameters (without position embeddings; the tied token embedding counts once, as the output
+    layer's matmul) + the attention scores and mixing, 12 x layers x width x block (nanoGPT's estimate)."""
+    n_layer, d, _, n_pos = SHAPES[shape]
+    vocab = 50257
+    params = vocab * d + n_layer * (12 * d * d + 13 * d) + 2 * d  # wte + blocks (weights, biases, 2 LayerNorms) + ln_f
+    return 6 * params + 12 * n_layer * d * block
+
+
+def run_worker(impl: str, model: str, precision: str, a: argparse.Namespace, steps: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, "--model", model, "--precision", precision]
+    cmd += ["--batch", str(a.batch), "--block", str(a.block), "--accum", str(a.accum), "--warmup", str(a.warmup)]
+    cmd += ["--steps", str(steps), "--malloc", a.malloc]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"error: {impl} ({model}, {precision}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def auto_precision() -> str:
+    sys.path.insert(0, str(ROOT))
+    from lyric_lm.runtime import auto_precision
+
+    return auto_precision("cpu")
+
+
+def machine() -> str:
+    import torch
+
+    cpu = "unknown CPU"
+    try:
+        m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu = m.group(1).strip() if m else cpu
+    except OSError:
+        pass
+    sys.path.insert(0, str(ROOT))
+    from lyric_lm.runtime import cpu_supports_bf16
+
+    bf16 = "AVX512-BF16/AMX" if cpu_supports_bf16() else "no native bf16"
+    return (
+        f"{cpu}, {os.cpu_count()} cores ({bf16}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def bench(a: argparse.Namespace) -> list[dict]:
+    models = a.model or ["tiny", "gpt2"]
+    precisions = [auto_precision() if p == "auto" else p for p in a.precision or ["32-true", "bf16-mixed"]]
+    contenders = a.impl or list(CONTENDERS)
+    load_before = os.getloadavg()[0]
+    samples: dict[tuple, list[dict]] = {}
+    peaks: list[dict] = []
+    for r in range(a.rounds):
+        peaks.append(matmul_peaks())
+        for model in models:
+            for precision in precisions:
+                order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
+                for impl in order:
+                    res = run_worker(impl, model, precision, a, a.steps)
+                    samples.setdefault((model, precision, impl), []).append(res)
+                    print(
+                        f"# round {r + 1}/{a.rounds} {model} {precision} {impl}: {res['step_s']:.3f} s/step",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    peak = {p: statistics.median(x[p] for x in peaks) for p in ("32-true", "bf16-mixed")}
+    rows = []
+    for (model, precision, impl), runs in samples.items():
+        tokens = a.batch * a.block * a.accum
+        tps = [tokens / r["step_s"] for r in runs]
+        base = samples.get((model, precision, "plain_loop"))
+        ratios = [t / (tokens / b["step_s"]) for t, b in zip(tps, base, strict=False)] if base else []
+        fpt = flops_per_token(model, a.block)
+        tok_s = statistics.median(tps)
+        rows.append(
+            {
+                "impl": impl,
+                "model": model,
+                "precision": precision,
+                "tokens_per_s": round(tok_s, 1),
+                "optimizer_steps_per_s": round(tok_s / tokens, 3),
+                "ratio_to_plain_loop": round(statistics.median(ratios), 3) if ratios else None,
+                "mfu": round(tok_s * fpt / (peak[precision] * 1e9), 3),
+                "mfu_vs_fp32_peak": round(tok_s * fpt / (peak["32-true"] * 1e9), 3),
+                "mfu_vs_bf16_peak": round(tok_s * fpt / (peak["bf16-mixed"] * 1e9), 3),
+                "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
+                "data_wait_share": round(statistics.median(r["data_wait_share"] for r in runs), 4),
+                "batch": a.batch,
+                "block": a.block,
+                "accum": a.accum,
+                "rounds": len(runs),
+                "malloc": a.malloc,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    meta = {"peaks_gflops": peak, "load_before": load_before, "load_after": os.getloadavg()[0]}
+    if a.loss_check:
+        meta["loss_check"] = loss_check(a)
+    print(json.dumps({"meta": meta}), flush=True)
+    return rows, meta
+
+
+def loss_check(a: argparse.Namespace, steps: int = 50) -> dict:
+    """lyric_lm_best for `steps` optimizer steps at 32-true and at bf16-mixed, same seed and batches: loss curves."""
+    measured = steps - a.warmup - 1  # the worker runs warmup + measured + 1 steps
+    curves = {p: run_worker("lyric_lm_best", a.loss_model, p, a, measured)["losses"] for p in ("32-true", "bf16-mixed")}
+    diffs = [abs(x - y) for x, y in zip(curves["32-true"], curves["bf16-mixed"], strict=True)]
+    rel = [d / x for d, x in zip(diffs, curves["32-true"], strict=True)]
+    return {
+        "model": a.loss_model,
+        "steps": len(diffs),
+        "max_abs_diff": round(max(diffs), 4),
+        "mean_abs_diff": round(statistics.mean(diffs), 4),
+        "max_rel_diff": round(max(rel), 4),
+        "fp32_first_last": [round(curves["32-true"][0], 3), round(curves["32-true"][-1], 3)],
+        "bf16_first_last": [round(curves["bf16-mixed"][0], 3), round(curves["bf16-mixed"][-1], 3)],
+    }
+
+
+def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command: str, path: Path | None = None) -> None:
+    """Replace the section between BEGIN and END in BENCHMARKS.md (other sections stay), or append it."""
+    path = path or ROOT / "BENCHMARKS.md"
+    lines = [
+        BEGIN,
+        "## Training throughput: lyric_lm vs a plain PyTorch loop and Hugging Face Trainer",
+        "",
+        f"Regenerate: `{command}` (writes this section; `--quick` only prints). Measured "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}. Load average "
+        f"{meta['load_before']:.1f} before, {meta['load_after']:.1f} after"
+        + (
+            " (a shared, loaded machine: absolute figures are far below this CPU's quiet rates, and even the "
+            "ratios of interleaved rounds are noisy)."
+            if max(meta["load_before"], meta["load_after"]) > 1.5
+            else "."
+        ),
+        f"Matmul peaks measured in the same run: fp32 {meta['peaks_gflops']['32-true']:.0f} GFLOP/s, "
+        f"bf16 {meta['peaks_gflops']['bf16-mixed']:.0f} GFLOP/s. Batch {a.batch} x {a.block} tokens, accumulation "
+        f"{a.accum}, allocator `{a.malloc}` for every contender; medians of {a.rounds} rounds x {a.steps} steps "
+        f"after {a.warmup} warm-up steps.",
+        "",
+        "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision, schedule and "
+        "allocator: `plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline, every speed option "
+        "off), `lyric_lm_best` (the same with `trainer=cpu`'s options: fused AdamW, chunked loss), `hf_trainer` "
+        "(transformers `Trainer`, its defaults). Each run is a fresh process; rounds alternate the contenders. "
+        "Data wait: share of step time outside the training step (fetching the batch and the loop's own work). "
+        "GPU: `bash bench/gpu_check.sh` prints the same figures for one GPU.",
+        "",
+        "| model | precision | impl | tokens/s | opt steps/s | vs plain_loop | MFU (own peak) | MFU vs bf16 peak "
+        "| peak RSS MB | data wait |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["model"], r["precision"], CONTENDERS.index(r["impl"]))):
+        lines.append(
+            f"| {r['model']} | {r['precision']} | {r['impl']} | {r['tokens_per_s']:.0f} | "
+            f"{r['optimizer_steps_per_s']:.2f} | {r['ratio_to_plain_loop']:.2f}x | {r['mfu']:.0%} | "
+            f"{r['mfu_vs_bf16_peak']:.0%} | {r['peak_rss_mb']} | {r['data_wait_share']:.1%} |"
+        )
+    if "loss_check" in meta:
+        lc = meta["loss_check"]
+        lines += [
+            "",
+            f"bf16-mixed vs 32-true loss curves (lyric_lm_best, {lc['model']} shape, same seed and batches, "
+            f"{lc['steps']} optimizer steps): max |diff| {lc['max_abs_diff']} nats "
+            f"(max relative {lc['max_rel_diff']:.2%}), mean "
+            f"{lc['mean_abs_diff']}; fp32 {lc['fp32_first_last'][0]} -> {lc['fp32_first_last'][1]}, bf16 "
+            f"{lc['bf16_first_last'][0]} -> {lc['bf16_first_last'][1]}. Tolerance: max relative diff <= 2%.",
+        ]
+    lines += ["", "<details><summary>JSON lines</summary>", "", "```"]
+    lines += [json.dumps(r) for r in rows] + [json.dumps({"meta": meta}), "```", "", "</details>", END]
+    section = "\n".join(lines)
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+    print(f"# wrote {path}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", nargs="+", choices=sorted(SHAPES), help="default: tiny gpt2")
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["32-true", "bf16-mixed", "auto"],
+        help="default: 32-true bf16-mixed (quick: auto)",
+    )
+    p.add_argument("--quick", action="store_true", help="2 rounds, 3 measured steps; prints only (< 3 min)")
+    p.add_argument("--impl", nargs="+", choices=CONTENDERS, help="default: all four")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--block", type=int, default=128)
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the figures")
+    p.add_argument("--steps", type=int, help="measured optimizer steps per run")
+    p.add_argument("--malloc", choices=["tuned", "default"], default="tuned", help="glibc setting, same for all")
+    p.add_argument("--loss-check", action=argparse.BooleanOptionalAction, help="50-step bf16 vs fp32 curves")
+    p.add_argument("--loss-model", choices=sorted(SHAPES), default="gpt2", help="shape of the loss check")
+    p.add_argument("--write", action=argparse.BooleanOptionalAction, help="write BENCHMARKS.md (default: not quick)")
+    p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)  # one run, in this process
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help=argparse.SUPPRESS)  # lyric_lm only
+    p.add_argument("--data", help=argparse.SUPPRESS)  # a lyrics file for lyric_lm workers (gpu_check.sh)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.worker:
+        a.model, a.precision = (a.model or ["tiny"])[0], (a.precision or ["32-true"])[0]
+        return worker(a)
+    if a.quick:
+        a.precision = a.precision or ["auto"]
+    a.rounds = a.rounds or (2 if a.quick else 3)
+    a.steps = a.steps or (3 if a.quick else 6)
+    a.loss_check = a.loss_check if a.loss_check is not None else not a.quick
+    a.write = a.write if a.write is not None else not a.quick
+    rows, meta = bench(a)
+    if a.write:
+        args = argv if argv is not None else sys.argv[1:]
+        write_markdown(rows, meta, a, " ".join(["python bench/throughput.py", *args]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""bench/throughput.py: its FLOP count, its BENCHMARKS.md section, and one JSON line per contender (not timed)."""
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config
+
+from tests.conftest import ROOT, run_env
+
+spec = importlib.util.spec_from_file_location("throughput", ROOT / "bench" / "throughput.py")
+throughput = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(throughput)
+
+
+@pytest.mark.parametrize("shape", ["tiny", "gpt2"])
+def test_flops_per_token_counts_the_real_parameters(shape):
+    n_layer, n_embd, n_head, n_pos = throughput.SHAPES[shape]
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(
+            GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=n_pos)
+        )
+    params = sum(p.numel() for p in lm.parameters()) - lm.transformer.wpe.weight.numel()  # wte counted once (tied)
+    assert throughput.flops_per_token(shape, 0) == 6 * params
+    if shape == "gpt2":
+        assert 124.3e6 < params + lm.transformer.wpe.weight.numel() < 124.5e6  # GPT-2's published 124M
+
+
+def test_markdown_section_is_replaced_and_other_sections_kept(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(f"# Benchmarks\n\n{throughput.BEGIN}\nold figures\n{throughput.END}\n\n## data_scale\nkept\n")
+    row = {
+        "impl": "plain_loop", "model": "tiny", "precision": "32-true", "tokens_per_s": 1000.0,
+        "optimizer_steps_per_s": 1.95, "ratio_to_plain_loop": 1.0, "mfu": 0.4, "mfu_vs_fp32_peak": 0.4,
+        "mfu_vs_bf16_peak": 0.1, "peak_rss_mb": 900, "data_wait_share": 0.001,
+    }  # fmt: skip
+    meta = {"peaks_gflops": {"32-true": 200.0, "bf16-mixed": 800.0}, "load_before": 0.5, "load_after": 0.7}
+    a = argparse.Namespace(batch=4, block=128, accum=1, malloc="tuned", rounds=3, steps=6, warmup=2)
+    throughput.write_markdown([row], meta, a, "python bench/throughput.py", path)
+    text = path.read_text()
+    assert "old figures" not in text
+    assert "| tiny | 32-true | plain_loop | 1000 | 1.95 | 1.00x | 40% |" in text
+    assert text.endswith("## data_scale\nkept\n")
+    assert text.count(throughput.BEGIN) == 1
+
+
+@pytest.mark.slow
+def test_cli_prints_one_json_line_per_contender_and_leaves_benchmarks_md(tmp_path):
+    before = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else None
+    proc = subprocess.run(
+        [sys.executable, "bench/throughput.py", "--model", "tiny", "--precision", "32-true"]
+        + ["--rounds", "1", "--warmup", "1", "--steps", "1", "--no-loss-check", "--no-write"],
+        cwd=ROOT,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"impl"')]
+    assert sorted(r["impl"] for r in rows) == sorted(throughput.CONTENDERS)
+    for r in rows:
+        assert r["model"] == "tiny"
+        assert r["precision"] == "32-true"
+        assert r["tokens_per_s"] > 0
+        assert 0 < r["mfu"] < 1
+        assert r["peak_rss_mb"] > 100
+        assert 0 <= r["data_wait_share"] < 1
+    assert next(r for r in rows if r["impl"] == "plain_loop")["ratio_to_plain_loop"] == 1.0
+    after = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else None
+    assert after == before
