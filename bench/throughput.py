@@ -168,6 +168,7 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
         "callbacks.progress_bar=null",
         f"runtime.tune_malloc={str(a.malloc == 'tuned').lower()}",
         f"seed={SEED}",
+        "export_hf=false",  # checkpoints are not written here (below), so there is nothing to export
     ]
     if best:  # the preset's precision is auto; the benchmark's precision overrides it below
         overrides.insert(0, f"trainer={a.device}")
