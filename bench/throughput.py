@@ -403,8 +403,8 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         + (
             " (a shared, loaded machine: absolute figures are far below this CPU's quiet rates, and even the "
             "ratios of interleaved rounds are noisy)."
-            if max(meta["load_before"], meta["load_after"]) > 1.5
-            else "."
+            if max(meta["load_before"], meta["load_after"]) > 2.5  # the benchmark's own 2 threads count ~2
+            else " (the benchmark's own 2 threads; no other work ran)."
         ),
         f"Matmul peaks measured in the same run: fp32 {meta['peaks_gflops']['32-true']:.0f} GFLOP/s, "
         f"bf16 {meta['peaks_gflops']['bf16-mixed']:.0f} GFLOP/s. Batch {a.batch} x {a.block} tokens, accumulation "
