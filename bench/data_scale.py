@@ -227,12 +227,9 @@ Arrow files it has read, which the kernel reclaims under memory pressure (both s
 
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of BENCHMARKS.md (or append it), leaving the other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    from lyric_lm.markdown import replace_section
+
+    replace_section(path, BEGIN, END, section)
     print(f"wrote {path}")
 
 

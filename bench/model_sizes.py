@@ -133,9 +133,9 @@ def table(measured: set[str], batch: int, seq: int) -> str:
 def write_benchmarks(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     start, end = "<!-- model_sizes:start -->", "<!-- model_sizes:end -->"
     block = f"{start}\n## Model sizes (bench/model_sizes.py)\n\n{text}{end}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    new = re.sub(f"{start}.*?{end}", lambda _: block, old, flags=re.S) if start in old else f"{old}\n{block}\n"
-    path.write_text(new)
+    from lyric_lm.markdown import replace_section
+
+    replace_section(path, start, end, block)
 
 
 def main() -> None:

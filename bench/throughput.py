@@ -440,13 +440,10 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         ]
     lines += ["", "<details><summary>JSON lines</summary>", "", "```"]
     lines += [json.dumps(r) for r in rows] + [json.dumps({"meta": meta}), "```", "", "</details>", END]
-    section = "\n".join(lines)
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    sys.path.insert(0, str(ROOT))
+    from lyric_lm.markdown import replace_section
+
+    replace_section(path, BEGIN, END, "\n".join(lines))
     print(f"# wrote {path}", file=sys.stderr)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,18 @@ def write_corpus(path: Path, n_songs: int = 30, lines: int = 12) -> Path:
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     return write_corpus(tmp_path / "songs.txt")
+
+
+def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """`python train.py *args` in `cwd`, as a user runs it (offline, output captured)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def run_env() -> dict[str, str]:

@@ -2,8 +2,6 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 from omegaconf import OmegaConf
@@ -13,21 +11,10 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lyric_lm.pipeline import train
 from lyric_lm.sweep import summarize, write_result
-from tests.conftest import ROOT, TINY, compose_train, run_env
+from tests.conftest import TINY, compose_train, run_cli
 
 # One short epoch per job, so each job validates (and has a best val/loss) after a few steps.
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
-
-
-def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def read_csv(path) -> list[dict[str, str]]:

@@ -1,8 +1,6 @@
 """End to end: pipeline.train on composed configs, and train.py through the command line."""
 
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lyric_lm.module import LyricLM
 from lyric_lm.pipeline import train
-from tests.conftest import ROOT, TINY, compose_train, run_env
+from tests.conftest import TINY, compose_train, run_cli
 
 
 def scalars(run_dir, tag: str) -> list[float]:
@@ -68,17 +66,6 @@ def test_last_checkpoint_holds_the_final_step_and_loads_alone(corpus, tmp_path):
     assert torch.load(last, weights_only=False)["global_step"] == 5  # not the step of the last validation
     assert isinstance(LyricLM.load_from_checkpoint(last), LyricLM)
     assert (run / "config_resolved.yaml").is_file()
-
-
-def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.slow
