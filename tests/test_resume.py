@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 
 from lyric_lm.module import LyricLM
 from lyric_lm.pipeline import train
-from tests.conftest import ROOT, TINY, compose_train, run_env
+from tests.conftest import ROOT, TINY, compose_train, run_cli, run_env
 
 # 30 songs (27 for training) in blocks of 32 tokens, 4 per batch: 19 batches an epoch; 40 steps cross two epoch ends.
 STEPS = 40
@@ -118,14 +118,7 @@ def test_sigterm_saves_a_loadable_last_ckpt_and_its_resume_command_finishes_the_
     assert "resume=auto" in command
     assert f"run_dir={run}" in command
     argv = shlex.split(command)[2:]
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *argv],
-        cwd=tmp_path,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_cli(*argv, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert torch.load(last, weights_only=True)["global_step"] == STEPS
 
