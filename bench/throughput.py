@@ -4,11 +4,20 @@
     python bench/throughput.py --model gpt2 --quick    # < 3 minutes: gpt2 shape, auto precision, 2 rounds; prints only
 
 Contenders, all on the same packed tokens of the builtin sample (GPT-2 tokenizer), the same model shape (random
-init), batch, block size, accumulation, precision, AdamW + warmup-linear schedule, clipping at 1.0 and allocator:
+init), batch, block size, accumulation, precision, AdamW + warmup-linear schedule and clipping at 1.0:
   plain_loop     the tutorial loop: move batch, forward, backward, clip + step every k batches, zero grads
-  lyric_lm       our pipeline.train (Hydra config, LyricsDataModule, Lightning) with every speed option off
-  lyric_lm_best  the same with the trainer=cpu preset's speed options (fused AdamW, chunked loss)
+  lyric_lm       our pipeline.train (Hydra config, LyricsDataModule, Lightning) with every speed option off,
+                 the allocator tuning (runtime.tune_malloc) included
+  lyric_lm_best  the same with the trainer=cpu preset as shipped (allocator tuning, fused AdamW)
   hf_trainer     transformers.Trainer with its defaults (which pick fused AdamW on torch >= 2.8)
+The full run adds controls, to tell the levers apart (gpt2 shape, bf16-mixed only for the lyric_lm variants):
+  plain_loop+malloc      the plain loop with the same glibc tuning lyric_lm_best ships: the allocator's share
+  lyric_lm+malloc        lyric_lm with only the allocator tuning on
+  lyric_lm_best+chunk    the preset plus the chunked vocabulary loss (model.loss_chunk=128)
+  lyric_lm_best+compile  the preset plus torch.compile (model.compile=true)
+Allocator (`--malloc shipped`, the default): each contender as its authors ship it, i.e. glibc's defaults for the
+plain loop and HF Trainer, `runtime.tune_malloc` as the config says for lyric_lm; `--malloc tuned|default` forces one
+setting on all.
 
 Each run is a fresh subprocess (honest peak RSS and allocator state); rounds alternate the contenders, in a rotated
 order, so load on a shared machine falls on all of them alike; reported figures are medians over rounds of the
@@ -32,6 +41,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENDERS = ("plain_loop", "lyric_lm", "lyric_lm_best", "hf_trainer")
+# name: (worker, allocator under --malloc shipped, extra Hydra overrides); the controls run in full runs only
+CONTROLS = {
+    "plain_loop+malloc": ("plain_loop", "tuned", []),
+    "lyric_lm+malloc": ("lyric_lm", "tuned", []),
+    "lyric_lm_best+chunk": ("lyric_lm_best", "preset", ["model.loss_chunk=128"]),
+    "lyric_lm_best+compile": ("lyric_lm_best", "preset", ["model.compile=true"]),
+}
+SHIPPED_MALLOC = {"plain_loop": "default", "lyric_lm": "default", "lyric_lm_best": "preset", "hf_trainer": "default"}
+ALL_IMPLS = CONTENDERS + tuple(CONTROLS)
+LOSS_WINDOW, LOSS_TOLERANCE = 10, 0.02  # bf16 vs fp32: 10-step moving means within 2% at every step
 # (layers, width, heads, positions): conf/model/tiny.yaml, and GPT-2 124M
 SHAPES = {"tiny": (2, 128, 4, 256), "gpt2": (12, 768, 12, 1024)}
 LR, WEIGHT_DECAY, WARMUP_STEPS, SEED = 1e-4, 0.01, 2, 42
@@ -42,6 +61,7 @@ BEGIN, END = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
 
 
 def tune_malloc_if(setting: str) -> None:
+    """plain_loop and hf_trainer: the allocator the run asks for (lyric_lm workers set it through the config)."""
     if setting == "tuned":  # before torch allocates anything large; same call as train.py's runtime.tune_malloc
         sys.path.insert(0, str(ROOT))
         from lyric_lm.runtime import tune_malloc
@@ -166,16 +186,18 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
         "callbacks.progress_bar=null",
-        f"runtime.tune_malloc={str(a.malloc == 'tuned').lower()}",
         f"seed={SEED}",
         "export_hf=false",  # checkpoints are not written here (below), so there is nothing to export
     ]
     if best:  # the preset's precision is auto; the benchmark's precision overrides it below
         overrides.insert(0, f"trainer={a.device}")
+    if a.malloc != "preset":  # "preset": as the config says (runtime.tune_malloc: true in conf/train.yaml)
+        overrides.append(f"runtime.tune_malloc={str(a.malloc == 'tuned').lower()}")
     if a.data:
         overrides.append(f"data.path={a.data}")
     if a.compile is not None:
         overrides.append(f"model.compile={str(a.compile).lower()}")
+    overrides += a.set or []
     overrides.append(f"trainer.precision={a.precision}")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
@@ -233,7 +255,8 @@ def run_hf_trainer(a: argparse.Namespace) -> dict:
 
 
 def worker(a: argparse.Namespace) -> None:
-    tune_malloc_if(a.malloc)
+    if a.worker in ("plain_loop", "hf_trainer"):
+        tune_malloc_if(a.malloc)
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -278,10 +301,25 @@ def flops_per_token(shape: str, block: int) -> float:
     return 6 * params + 12 * n_layer * d * block
 
 
+def worker_args(impl: str, malloc: str) -> list[str]:
+    """The worker, allocator and overrides of a contender or control; `malloc` tuned/default forces one on all."""
+    worker, shipped, sets = CONTROLS.get(impl) or (impl, SHIPPED_MALLOC[impl], [])
+    setting = shipped if malloc == "shipped" else malloc
+    args = ["--worker", worker, "--malloc", setting]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+def malloc_of(impl: str, malloc: str) -> str:
+    setting = worker_args(impl, malloc)[3]
+    return "tuned" if setting == "preset" else setting  # conf/train.yaml: runtime.tune_malloc: true
+
+
 def run_worker(impl: str, model: str, precision: str, a: argparse.Namespace, steps: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, "--model", model, "--precision", precision]
-    cmd += ["--batch", str(a.batch), "--block", str(a.block), "--accum", str(a.accum), "--warmup", str(a.warmup)]
-    cmd += ["--steps", str(steps), "--malloc", a.malloc]
+    cmd = [sys.executable, str(Path(__file__).resolve()), *worker_args(impl, a.malloc), "--model", model]
+    cmd += ["--precision", precision, "--batch", str(a.batch), "--block", str(a.block), "--accum", str(a.accum)]
+    cmd += ["--warmup", str(a.warmup), "--steps", str(steps)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -319,7 +357,15 @@ def machine() -> str:
 def bench(a: argparse.Namespace) -> list[dict]:
     models = a.model or ["tiny", "gpt2"]
     precisions = [auto_precision() if p == "auto" else p for p in a.precision or ["32-true", "bf16-mixed"]]
-    contenders = a.impl or list(CONTENDERS)
+
+    def contenders(precision: str) -> list[str]:
+        if a.impl:
+            return list(a.impl)
+        if not a.controls:
+            return list(CONTENDERS)
+        controls = [c for c in CONTROLS if c == "plain_loop+malloc" or precision == auto_precision()]
+        return list(CONTENDERS) + controls
+
     load_before = os.getloadavg()[0]
     samples: dict[tuple, list[dict]] = {}
     peaks: list[dict] = []
@@ -327,7 +373,8 @@ def bench(a: argparse.Namespace) -> list[dict]:
         peaks.append(matmul_peaks())
         for model in models:
             for precision in precisions:
-                order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
+                names = contenders(precision)
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for impl in order:
                     res = run_worker(impl, model, precision, a, a.steps)
                     samples.setdefault((model, precision, impl), []).append(res)
@@ -362,7 +409,7 @@ def bench(a: argparse.Namespace) -> list[dict]:
                 "block": a.block,
                 "accum": a.accum,
                 "rounds": len(runs),
-                "malloc": a.malloc,
+                "malloc": malloc_of(impl, a.malloc),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -377,17 +424,73 @@ def loss_check(a: argparse.Namespace, steps: int = 50) -> dict:
     """lyric_lm_best for `steps` optimizer steps at 32-true and at bf16-mixed, same seed and batches: loss curves."""
     measured = steps - a.warmup - 1  # the worker runs warmup + measured + 1 steps
     curves = {p: run_worker("lyric_lm_best", a.loss_model, p, a, measured)["losses"] for p in ("32-true", "bf16-mixed")}
-    diffs = [abs(x - y) for x, y in zip(curves["32-true"], curves["bf16-mixed"], strict=True)]
-    rel = [d / x for d, x in zip(diffs, curves["32-true"], strict=True)]
+    return compare_curves(curves["32-true"], curves["bf16-mixed"]) | {"model": a.loss_model, "curves": curves}
+
+
+def moving_mean(xs: list[float], window: int) -> list[float]:
+    """Mean of the last `window` values at each step (fewer at the start)."""
+    return [statistics.mean(xs[max(0, i + 1 - window) : i + 1]) for i in range(len(xs))]
+
+
+def compare_curves(fp32: list[float], bf16: list[float]) -> dict:
+    """bf16 against fp32, same seed and batches. The tolerance is on LOSS_WINDOW-step moving means: one step's
+    loss swings with its batch, and a curve that trails by a step shows a large single-step gap on the steep
+    first steps; the per-step figures are reported beside it."""
+    diffs = [abs(x - y) for x, y in zip(fp32, bf16, strict=True)]
+    smooth = [
+        abs(x - y) / x for x, y in zip(moving_mean(fp32, LOSS_WINDOW), moving_mean(bf16, LOSS_WINDOW), strict=True)
+    ]
     return {
-        "model": a.loss_model,
         "steps": len(diffs),
         "max_abs_diff": round(max(diffs), 4),
         "mean_abs_diff": round(statistics.mean(diffs), 4),
-        "max_rel_diff": round(max(rel), 4),
-        "fp32_first_last": [round(curves["32-true"][0], 3), round(curves["32-true"][-1], 3)],
-        "bf16_first_last": [round(curves["bf16-mixed"][0], 3), round(curves["bf16-mixed"][-1], 3)],
+        "max_rel_diff": round(max(d / x for d, x in zip(diffs, fp32, strict=True)), 4),
+        "max_rel_diff_smoothed": round(max(smooth), 4),
+        "within_tolerance": max(smooth) <= LOSS_TOLERANCE,
+        "fp32_first_last": [round(fp32[0], 3), round(fp32[-1], 3)],
+        "bf16_first_last": [round(bf16[0], 3), round(bf16[-1], 3)],
     }
+
+
+def target_lines(rows: list[dict], meta: dict) -> list[str]:
+    """The speed targets, checked against this run's medians: one markdown bullet each."""
+    by = {(r["model"], r["precision"], r["impl"]): r for r in rows}
+    out = []
+
+    def check(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    for model in ("gpt2", "tiny"):
+        for precision in ("32-true", "bf16-mixed"):
+            best, off = by.get((model, precision, "lyric_lm_best")), by.get((model, precision, "lyric_lm"))
+            plain = by.get((model, precision, "plain_loop"))
+            if not plain:
+                continue
+            if best and model == "gpt2":
+                out.append(
+                    f"- {model} {precision}: lyric_lm_best {best['ratio_to_plain_loop']:.2f}x plain_loop "
+                    f"(target >= 1.15x: {check(best['ratio_to_plain_loop'] >= 1.15)}); peak RSS "
+                    f"{best['peak_rss_mb'] / plain['peak_rss_mb'] - 1:+.1%} (target <= +10%: "
+                    f"{check(best['peak_rss_mb'] <= 1.10 * plain['peak_rss_mb'])})"
+                )
+            if off:
+                out.append(
+                    f"- {model} {precision}: lyric_lm, every speed option off, {off['ratio_to_plain_loop']:.2f}x "
+                    f"plain_loop (target >= 0.97x: {check(off['ratio_to_plain_loop'] >= 0.97)})"
+                )
+    fp32, bf16 = by.get(("gpt2", "32-true", "lyric_lm_best")), by.get(("gpt2", "bf16-mixed", "lyric_lm_best"))
+    if fp32 and bf16:
+        ratio = bf16["tokens_per_s"] / fp32["tokens_per_s"]
+        ceiling = meta["peaks_gflops"]["bf16-mixed"] / meta["peaks_gflops"]["32-true"]
+        out.append(
+            f"- gpt2 lyric_lm_best bf16-mixed / 32-true tokens/s: {ratio:.2f}x (target >= 2x: {check(ratio >= 2)}; "
+            f"this run's bf16 / fp32 matmul peak ratio is {ceiling:.2f}x)"
+        )
+    waits = [r["data_wait_share"] for r in rows if r["impl"].startswith("lyric_lm")]
+    if waits:
+        wait = max(waits)
+        out.append(f"- data wait, largest lyric_lm row: {wait:.2%} of step time (target < 2%: {check(wait < 0.02)})")
+    return out
 
 
 def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command: str, path: Path | None = None) -> None:
@@ -408,24 +511,28 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         ),
         f"Matmul peaks measured in the same run: fp32 {meta['peaks_gflops']['32-true']:.0f} GFLOP/s, "
         f"bf16 {meta['peaks_gflops']['bf16-mixed']:.0f} GFLOP/s. Batch {a.batch} x {a.block} tokens, accumulation "
-        f"{a.accum}, allocator `{a.malloc}` for every contender; medians of {a.rounds} rounds x {a.steps} steps "
-        f"after {a.warmup} warm-up steps.",
+        f"{a.accum}; medians of {a.rounds} rounds x {a.steps} steps after {a.warmup} warm-up steps.",
         "",
-        "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision, schedule and "
-        "allocator: `plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline, every speed option "
-        "off), `lyric_lm_best` (the same with `trainer=cpu`'s options: fused AdamW, chunked loss), `hf_trainer` "
-        "(transformers `Trainer`, its defaults). Each run is a fresh process; rounds alternate the contenders. "
+        "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision and schedule: "
+        "`plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline with every speed option off, the "
+        "allocator tuning included), `lyric_lm_best` (`train.py trainer=cpu` as shipped: glibc allocator tuning, "
+        "fused AdamW), `hf_trainer` (transformers `Trainer`, its defaults). Controls: `plain_loop+malloc` is the "
+        "plain loop with the same allocator tuning as `lyric_lm_best` (what the allocator alone is worth); "
+        "`lyric_lm+malloc`, `lyric_lm_best+chunk` (chunked vocabulary loss) and `lyric_lm_best+compile` "
+        "(torch.compile) measure the other levers. Column `malloc`: `default` is glibc as it comes, `tuned` is "
+        "`runtime.tune_malloc` (mallopt at start-up). Each run is a fresh process; rounds alternate the contenders. "
         "Data wait: share of step time outside the training step (fetching the batch and the loop's own work). "
         "GPU: `bash bench/gpu_check.sh` prints the same figures for one GPU.",
         "",
-        "| model | precision | impl | tokens/s | opt steps/s | vs plain_loop | MFU (own peak) | MFU vs bf16 peak "
-        "| peak RSS MB | data wait |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | precision | impl | malloc | tokens/s | opt steps/s | vs plain_loop | MFU (own peak) "
+        "| MFU vs bf16 peak | peak RSS MB | data wait |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["model"], r["precision"], CONTENDERS.index(r["impl"]))):
+    for r in sorted(rows, key=lambda r: (r["model"], r["precision"], ALL_IMPLS.index(r["impl"]))):
+        ratio = f"{r['ratio_to_plain_loop']:.2f}x" if r["ratio_to_plain_loop"] is not None else "-"
         lines.append(
-            f"| {r['model']} | {r['precision']} | {r['impl']} | {r['tokens_per_s']:.0f} | "
-            f"{r['optimizer_steps_per_s']:.2f} | {r['ratio_to_plain_loop']:.2f}x | {r['mfu']:.0%} | "
+            f"| {r['model']} | {r['precision']} | {r['impl']} | {r.get('malloc', a.malloc)} | "
+            f"{r['tokens_per_s']:.0f} | {r['optimizer_steps_per_s']:.2f} | {ratio} | {r['mfu']:.0%} | "
             f"{r['mfu_vs_bf16_peak']:.0%} | {r['peak_rss_mb']} | {r['data_wait_share']:.1%} |"
         )
     if "loss_check" in meta:
@@ -433,11 +540,15 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         lines += [
             "",
             f"bf16-mixed vs 32-true loss curves (lyric_lm_best, {lc['model']} shape, same seed and batches, "
-            f"{lc['steps']} optimizer steps): max |diff| {lc['max_abs_diff']} nats "
-            f"(max relative {lc['max_rel_diff']:.2%}), mean "
-            f"{lc['mean_abs_diff']}; fp32 {lc['fp32_first_last'][0]} -> {lc['fp32_first_last'][1]}, bf16 "
-            f"{lc['bf16_first_last'][0]} -> {lc['bf16_first_last'][1]}. Tolerance: max relative diff <= 2%.",
+            f"{lc['steps']} optimizer steps): {LOSS_WINDOW}-step moving means differ by at most "
+            f"{lc['max_rel_diff_smoothed']:.2%} (tolerance {LOSS_TOLERANCE:.0%}: "
+            f"{'met' if lc['within_tolerance'] else 'NOT met'}); single steps: max |diff| {lc['max_abs_diff']} nats "
+            f"(max relative {lc['max_rel_diff']:.2%}), mean {lc['mean_abs_diff']}; fp32 {lc['fp32_first_last'][0]} "
+            f"-> {lc['fp32_first_last'][1]}, bf16 {lc['bf16_first_last'][0]} -> {lc['bf16_first_last'][1]}.",
         ]
+    targets = target_lines(rows, meta)
+    if targets:
+        lines += ["", "Targets (issue 5), from the rows above:", "", *targets]
     lines += ["", "<details><summary>JSON lines</summary>", "", "```"]
     lines += [json.dumps(r) for r in rows] + [json.dumps({"meta": meta}), "```", "", "</details>", END]
     sys.path.insert(0, str(ROOT))
@@ -457,14 +568,20 @@ def main(argv: list[str] | None = None) -> None:
         help="default: 32-true bf16-mixed (quick: auto)",
     )
     p.add_argument("--quick", action="store_true", help="2 rounds, 3 measured steps; prints only (< 3 min)")
-    p.add_argument("--impl", nargs="+", choices=CONTENDERS, help="default: all four")
+    p.add_argument("--impl", nargs="+", choices=ALL_IMPLS, help="default: the four contenders (+ controls)")
+    p.add_argument("--controls", action=argparse.BooleanOptionalAction, help="the control runs (default: not quick)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--block", type=int, default=128)
     p.add_argument("--accum", type=int, default=1)
     p.add_argument("--rounds", type=int)
     p.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the figures")
     p.add_argument("--steps", type=int, help="measured optimizer steps per run")
-    p.add_argument("--malloc", choices=["tuned", "default"], default="tuned", help="glibc setting, same for all")
+    p.add_argument(
+        "--malloc",
+        choices=["shipped", "tuned", "default", "preset"],  # preset: workers only
+        default="shipped",
+        help="glibc allocator: shipped = each contender's own (default), or tuned/default for all",
+    )
     p.add_argument("--loss-check", action=argparse.BooleanOptionalAction, help="50-step bf16 vs fp32 curves")
     p.add_argument("--loss-model", choices=sorted(SHAPES), default="gpt2", help="shape of the loss check")
     p.add_argument("--write", action=argparse.BooleanOptionalAction, help="write BENCHMARKS.md (default: not quick)")
@@ -472,6 +589,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help=argparse.SUPPRESS)  # lyric_lm only
     p.add_argument("--data", help=argparse.SUPPRESS)  # a lyrics file for lyric_lm workers (gpu_check.sh)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help=argparse.SUPPRESS)
+    p.add_argument("--set", action="append", help=argparse.SUPPRESS)  # extra Hydra overrides for lyric_lm workers
     a = p.parse_args(argv)
     if a.worker:
         a.model, a.precision = (a.model or ["tiny"])[0], (a.precision or ["32-true"])[0]
@@ -481,6 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     a.rounds = a.rounds or (2 if a.quick else 3)
     a.steps = a.steps or (3 if a.quick else 6)
     a.loss_check = a.loss_check if a.loss_check is not None else not a.quick
+    a.controls = a.controls if a.controls is not None else not a.quick
     a.write = a.write if a.write is not None else not a.quick
     rows, meta = bench(a)
     if a.write:

@@ -76,6 +76,14 @@ class LyricLM(L.LightningModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Lightning zeroes gradients inside the next step's closure, after its forward pass, so the
+        # gradients (the size of the model in float32) would stay alive through that forward's activation
+        # peak: 0.5 GB for GPT-2 124M. Freed here, right after the step, as a plain loop does.
+        for optimizer in self.trainer.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
     def configure_optimizers(self):
         cfg = self.hparams.optim
         fused = {"fused": True} if cfg.get("fused") else {}  # one kernel per step instead of ~10 ops per tensor

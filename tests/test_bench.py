@@ -36,16 +36,37 @@ def test_markdown_section_is_replaced_and_other_sections_kept(tmp_path):
     row = {
         "impl": "plain_loop", "model": "tiny", "precision": "32-true", "tokens_per_s": 1000.0,
         "optimizer_steps_per_s": 1.95, "ratio_to_plain_loop": 1.0, "mfu": 0.4, "mfu_vs_fp32_peak": 0.4,
-        "mfu_vs_bf16_peak": 0.1, "peak_rss_mb": 900, "data_wait_share": 0.001,
+        "mfu_vs_bf16_peak": 0.1, "peak_rss_mb": 900, "data_wait_share": 0.001, "malloc": "default",
     }  # fmt: skip
     meta = {"peaks_gflops": {"32-true": 200.0, "bf16-mixed": 800.0}, "load_before": 0.5, "load_after": 0.7}
     a = argparse.Namespace(batch=4, block=128, accum=1, malloc="tuned", rounds=3, steps=6, warmup=2)
     throughput.write_markdown([row], meta, a, "python bench/throughput.py", path)
     text = path.read_text()
     assert "old figures" not in text
-    assert "| tiny | 32-true | plain_loop | 1000 | 1.95 | 1.00x | 40% |" in text
+    assert "| tiny | 32-true | plain_loop | default | 1000 | 1.95 | 1.00x | 40% |" in text
     assert text.endswith("## data_scale\nkept\n")
     assert text.count(throughput.BEGIN) == 1
+
+
+def test_each_contender_runs_with_its_own_allocator_unless_one_is_forced():
+    def malloc(impl, setting="shipped"):
+        return throughput.malloc_of(impl, setting)
+
+    # As shipped: a tutorial loop and HF Trainer get glibc as it comes; lyric_lm_best its config's tuning.
+    assert [malloc(i) for i in throughput.CONTENDERS] == ["default", "default", "tuned", "default"]
+    assert malloc("plain_loop+malloc") == "tuned"  # the control: the allocator's share of the lead
+    assert all(malloc(i, "default") == "default" for i in throughput.ALL_IMPLS)
+    args = throughput.worker_args("lyric_lm_best+chunk", "shipped")
+    assert args[:2] == ["--worker", "lyric_lm_best"]
+    assert args[-2:] == ["--set", "model.loss_chunk=128"]
+
+
+def test_loss_tolerance_is_on_moving_means():
+    fp32 = [11.0 - 0.1 * i for i in range(50)]
+    lagging = [fp32[0], *fp32[:-1]]  # bf16 one step behind: 0.1 nats (~1-2%) per step
+    assert throughput.compare_curves(fp32, lagging)["within_tolerance"]
+    assert not throughput.compare_curves(fp32, [x * 1.05 for x in fp32])["within_tolerance"]
+    assert throughput.compare_curves(fp32, fp32)["max_abs_diff"] == 0
 
 
 @pytest.mark.slow
@@ -53,7 +74,7 @@ def test_cli_prints_one_json_line_per_contender_and_leaves_benchmarks_md(tmp_pat
     before = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else None
     proc = subprocess.run(
         [sys.executable, "bench/throughput.py", "--model", "tiny", "--precision", "32-true"]
-        + ["--rounds", "1", "--warmup", "1", "--steps", "1", "--no-loss-check", "--no-write"],
+        + ["--rounds", "1", "--warmup", "1", "--steps", "1", "--no-loss-check", "--no-write", "--no-controls"],
         cwd=ROOT,
         env=run_env(),
         capture_output=True,

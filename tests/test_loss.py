@@ -65,6 +65,7 @@ def test_cpu_preset_trains_with_fused_adamw_chunked_loss_and_clipping(corpus, tm
     cfg = compose_train(
         *TINY,
         "trainer=cpu",
+        "model.loss_chunk=128",
         f"data.path={corpus}",
         "trainer.max_steps=3",
         "trainer.val_check_interval=3",

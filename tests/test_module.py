@@ -29,3 +29,34 @@ def test_checkpoint_loads_with_the_class_alone(tmp_path):
     with torch.no_grad():
         assert torch.allclose(module(ids).logits, loaded(ids).logits)
     assert loaded.hparams.hf_config["n_layer"] == 1
+
+
+class GradProbe(L.Callback):
+    """Records, at the start of each batch, whether any gradient is held."""
+
+    def __init__(self):
+        self.held = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.held.append(any(p.grad is not None for p in pl_module.parameters()))
+
+
+def test_gradients_are_freed_after_each_optimizer_step_and_kept_while_accumulating():
+    # Lightning would zero them only inside the next step, after its forward: 0.5 GB extra at GPT-2 124M.
+    module = LyricLM(MODEL, OPTIM)
+    ids = torch.randint(0, 50257, (12, 16))
+    loader = torch.utils.data.DataLoader([{"input_ids": x, "labels": x} for x in ids], batch_size=2)
+    probe = GradProbe()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accumulate_grad_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    assert trainer.global_step == 3
+    # batches 0, 2, 4 open an accumulation window with no gradient; 1, 3, 5 carry the first half's
+    assert probe.held == [False, True, False, True, False, True]
