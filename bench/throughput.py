@@ -255,6 +255,8 @@ def run_hf_trainer(a: argparse.Namespace) -> dict:
 
 
 def worker(a: argparse.Namespace) -> None:
+    if a.malloc == "shipped":  # a worker run by hand (bench/gpu_check.sh): the contender's own allocator
+        a.malloc = SHIPPED_MALLOC[a.worker]
     if a.worker in ("plain_loop", "hf_trainer"):
         tune_malloc_if(a.malloc)
     sys.path.insert(0, str(ROOT))
