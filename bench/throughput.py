@@ -569,14 +569,14 @@ def main(argv: list[str] | None = None) -> None:
         choices=["32-true", "bf16-mixed", "auto"],
         help="default: 32-true bf16-mixed (quick: auto)",
     )
-    p.add_argument("--quick", action="store_true", help="2 rounds, 3 measured steps; prints only (< 3 min)")
+    p.add_argument("--quick", action="store_true", help="2 rounds, 1 + 3 steps, no controls; prints only (< 3 min)")
     p.add_argument("--impl", nargs="+", choices=ALL_IMPLS, help="default: the four contenders (+ controls)")
     p.add_argument("--controls", action=argparse.BooleanOptionalAction, help="the control runs (default: not quick)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--block", type=int, default=128)
     p.add_argument("--accum", type=int, default=1)
     p.add_argument("--rounds", type=int)
-    p.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the figures")
+    p.add_argument("--warmup", type=int, help="optimizer steps left out of the figures (default: 2, quick: 1)")
     p.add_argument("--steps", type=int, help="measured optimizer steps per run")
     p.add_argument(
         "--malloc",
@@ -595,10 +595,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.worker:
         a.model, a.precision = (a.model or ["tiny"])[0], (a.precision or ["32-true"])[0]
+        a.warmup = 2 if a.warmup is None else a.warmup
         return worker(a)
     if a.quick:
         a.precision = a.precision or ["auto"]
     a.rounds = a.rounds or (2 if a.quick else 3)
+    a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     a.steps = a.steps or (3 if a.quick else 6)
     a.loss_check = a.loss_check if a.loss_check is not None else not a.quick
     a.controls = a.controls if a.controls is not None else not a.quick
