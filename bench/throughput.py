@@ -10,7 +10,8 @@ init), batch, block size, accumulation, precision, AdamW + warmup-linear schedul
                  the allocator tuning (runtime.tune_malloc) included
   lyric_lm_best  the same with the trainer=cpu preset as shipped (allocator tuning, fused AdamW)
   hf_trainer     transformers.Trainer with its defaults (which pick fused AdamW on torch >= 2.8)
-The full run adds controls, to tell the levers apart (gpt2 shape, bf16-mixed only for the lyric_lm variants):
+The full run adds controls, to tell the levers apart (plain_loop+malloc at every setting, the lyric_lm variants at
+the precision trainer=cpu picks):
   plain_loop+malloc      the plain loop with the same glibc tuning lyric_lm_best ships: the allocator's share
   lyric_lm+malloc        lyric_lm with only the allocator tuning on
   lyric_lm_best+chunk    the preset plus the chunked vocabulary loss (model.loss_chunk=128)
@@ -306,15 +307,15 @@ def flops_per_token(shape: str, block: int) -> float:
 def worker_args(impl: str, malloc: str) -> list[str]:
     """The worker, allocator and overrides of a contender or control; `malloc` tuned/default forces one on all."""
     worker, shipped, sets = CONTROLS.get(impl) or (impl, SHIPPED_MALLOC[impl], [])
-    setting = shipped if malloc == "shipped" else malloc
-    args = ["--worker", worker, "--malloc", setting]
+    args = ["--worker", worker, "--malloc", shipped if malloc == "shipped" else malloc]
     for s in sets:
         args += ["--set", s]
     return args
 
 
 def malloc_of(impl: str, malloc: str) -> str:
-    setting = worker_args(impl, malloc)[3]
+    """The allocator a contender ran with, as the report names it: `default` (glibc as it comes) or `tuned`."""
+    setting = malloc if malloc != "shipped" else (CONTROLS[impl][1] if impl in CONTROLS else SHIPPED_MALLOC[impl])
     return "tuned" if setting == "preset" else setting  # conf/train.yaml: runtime.tune_malloc: true
 
 
@@ -358,14 +359,15 @@ def machine() -> str:
 
 def bench(a: argparse.Namespace) -> list[dict]:
     models = a.model or ["tiny", "gpt2"]
-    precisions = [auto_precision() if p == "auto" else p for p in a.precision or ["32-true", "bf16-mixed"]]
+    preset_precision = auto_precision()  # trainer=cpu's on this CPU
+    precisions = [preset_precision if p == "auto" else p for p in a.precision or ["32-true", "bf16-mixed"]]
 
     def contenders(precision: str) -> list[str]:
         if a.impl:
             return list(a.impl)
         if not a.controls:
             return list(CONTENDERS)
-        controls = [c for c in CONTROLS if c == "plain_loop+malloc" or precision == auto_precision()]
+        controls = [c for c in CONTROLS if c == "plain_loop+malloc" or precision == preset_precision]
         return list(CONTENDERS) + controls
 
     load_before = os.getloadavg()[0]
@@ -533,7 +535,7 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
     for r in sorted(rows, key=lambda r: (r["model"], r["precision"], ALL_IMPLS.index(r["impl"]))):
         ratio = f"{r['ratio_to_plain_loop']:.2f}x" if r["ratio_to_plain_loop"] is not None else "-"
         lines.append(
-            f"| {r['model']} | {r['precision']} | {r['impl']} | {r.get('malloc', a.malloc)} | "
+            f"| {r['model']} | {r['precision']} | {r['impl']} | {r['malloc']} | "
             f"{r['tokens_per_s']:.0f} | {r['optimizer_steps_per_s']:.2f} | {ratio} | {r['mfu']:.0%} | "
             f"{r['mfu_vs_bf16_peak']:.0%} | {r['peak_rss_mb']} | {r['data_wait_share']:.1%} |"
         )

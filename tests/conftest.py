@@ -85,8 +85,13 @@ def corpus(tmp_path) -> Path:
 
 def run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
     """`python train.py *args` in `cwd`, as a user runs it (offline, output captured)."""
+    return run_script(ROOT / "train.py", *args, cwd=cwd)
+
+
+def run_script(script: Path, *args: str, cwd) -> subprocess.CompletedProcess:
+    """`python script *args` in `cwd` (offline, output captured, 10 minutes at most)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
+        [sys.executable, str(script), *args],
         cwd=cwd,
         env=run_env(),
         capture_output=True,

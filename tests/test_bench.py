@@ -3,14 +3,12 @@
 import argparse
 import importlib.util
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
-from tests.conftest import ROOT, run_env
+from tests.conftest import ROOT, run_script
 
 spec = importlib.util.spec_from_file_location("throughput", ROOT / "bench" / "throughput.py")
 throughput = importlib.util.module_from_spec(spec)
@@ -72,14 +70,11 @@ def test_loss_tolerance_is_on_moving_means():
 @pytest.mark.slow
 def test_cli_prints_one_json_line_per_contender_and_leaves_benchmarks_md(tmp_path):
     before = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else None
-    proc = subprocess.run(
-        [sys.executable, "bench/throughput.py", "--model", "tiny", "--precision", "32-true"]
-        + ["--rounds", "1", "--warmup", "1", "--steps", "1", "--no-loss-check", "--no-write", "--no-controls"],
+    proc = run_script(
+        ROOT / "bench" / "throughput.py",
+        *["--model", "tiny", "--precision", "32-true", "--rounds", "1", "--warmup", "1", "--steps", "1"],
+        *["--no-loss-check", "--no-write", "--no-controls"],
         cwd=ROOT,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"impl"')]

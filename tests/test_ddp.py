@@ -1,8 +1,6 @@
 """Multi-device: DDP on 2 CPU processes (gloo) trains like 1 process at the same global batch; FSDP preset builds."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,7 +8,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import FSDPStrategy
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
-from tests.conftest import ROOT, TINY, compose_train, run_env
+from tests.conftest import TINY, compose_train, run_cli
 
 # Same data in the same order on both sides: overfit_batches takes the first batch, unshuffled (under DDP, rank 0
 # gets blocks 0 and 2, rank 1 blocks 1 and 3: the single process's batch of 4). No dropout, so no per-rank RNG.
@@ -29,14 +27,7 @@ TINY_ANY_DEVICES = [o for o in TINY if o != "trainer.devices=1"]
 
 
 def train_cli(run, *args: str, cwd) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *TINY_ANY_DEVICES, *SAME_WORK, *args, f"hydra.run.dir={run}"],
-        cwd=cwd,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_cli(*TINY_ANY_DEVICES, *SAME_WORK, *args, f"hydra.run.dir={run}", cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((run / "result.json").read_text())
 

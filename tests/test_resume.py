@@ -78,14 +78,7 @@ def test_sigkill_then_resume_gives_the_same_losses_as_an_uninterrupted_run(corpu
     resumed_from = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert 3 <= resumed_from < STEPS
 
-    resume = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args, "resume=auto", f"run_dir={run}"],
-        cwd=tmp_path,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    resume = run_cli(*args, "resume=auto", f"run_dir={run}", cwd=tmp_path)
     assert resume.returncode == 0, resume.stderr[-3000:]
 
     expected, got = step_scalars(whole, "train/loss"), step_scalars(run, "train/loss")
