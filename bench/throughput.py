@@ -8,11 +8,13 @@ init), batch, block size, accumulation, precision, AdamW + warmup-linear schedul
   plain_loop     the tutorial loop: move batch, forward, backward, clip + step every k batches, zero grads
   lyric_lm       our pipeline.train (Hydra config, LyricsDataModule, Lightning) with every speed option off,
                  the allocator tuning (runtime.tune_malloc) included
-  lyric_lm_best  the same with the trainer=cpu preset as shipped (allocator tuning, fused AdamW)
+  lyric_lm_best  the same with the trainer=cpu preset as shipped (allocator tuning, fused AdamW, fused GELU,
+                 fast dropout)
   hf_trainer     transformers.Trainer with its defaults (which pick fused AdamW on torch >= 2.8)
-The full run adds controls, to tell the levers apart (plain_loop+malloc at every setting, the lyric_lm variants at
-the precision trainer=cpu picks):
+The full run adds controls, to tell the levers apart (plain_loop+malloc and lyric_lm_best-fast_ops at every
+setting, the other lyric_lm variants at the precision trainer=cpu picks):
   plain_loop+malloc      the plain loop with the same glibc tuning lyric_lm_best ships: the allocator's share
+  lyric_lm_best-fast_ops the preset without model.fused_gelu and model.fast_dropout: what those two are worth
   lyric_lm+malloc        lyric_lm with only the allocator tuning on
   lyric_lm_best+chunk    the preset plus the chunked vocabulary loss (model.loss_chunk=128)
   lyric_lm_best+compile  the preset plus torch.compile (model.compile=true)
@@ -45,10 +47,12 @@ CONTENDERS = ("plain_loop", "lyric_lm", "lyric_lm_best", "hf_trainer")
 # name: (worker, allocator under --malloc shipped, extra Hydra overrides); the controls run in full runs only
 CONTROLS = {
     "plain_loop+malloc": ("plain_loop", "tuned", []),
+    "lyric_lm_best-fast_ops": ("lyric_lm_best", "preset", ["model.fused_gelu=false", "model.fast_dropout=false"]),
     "lyric_lm+malloc": ("lyric_lm", "tuned", []),
     "lyric_lm_best+chunk": ("lyric_lm_best", "preset", ["model.loss_chunk=128"]),
     "lyric_lm_best+compile": ("lyric_lm_best", "preset", ["model.compile=true"]),
 }
+EVERY_SETTING = ("plain_loop+malloc", "lyric_lm_best-fast_ops")  # controls run at each precision, not just the preset's
 SHIPPED_MALLOC = {"plain_loop": "default", "lyric_lm": "default", "lyric_lm_best": "preset", "hf_trainer": "default"}
 ALL_IMPLS = CONTENDERS + tuple(CONTROLS)
 LOSS_WINDOW, LOSS_TOLERANCE = 10, 0.02  # bf16 vs fp32: 10-step moving means within 2% at every step
@@ -367,7 +371,7 @@ def bench(a: argparse.Namespace) -> list[dict]:
             return list(a.impl)
         if not a.controls:
             return list(CONTENDERS)
-        controls = [c for c in CONTROLS if c == "plain_loop+malloc" or precision == preset_precision]
+        controls = [c for c in CONTROLS if c in EVERY_SETTING or precision == preset_precision]
         return list(CONTENDERS) + controls
 
     load_before = os.getloadavg()[0]
@@ -520,8 +524,9 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision and schedule: "
         "`plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline with every speed option off, the "
         "allocator tuning included), `lyric_lm_best` (`train.py trainer=cpu` as shipped: glibc allocator tuning, "
-        "fused AdamW), `hf_trainer` (transformers `Trainer`, its defaults). Controls: `plain_loop+malloc` is the "
-        "plain loop with the same allocator tuning as `lyric_lm_best` (what the allocator alone is worth); "
+        "fused AdamW, fused GELU, fast dropout), `hf_trainer` (transformers `Trainer`, its defaults). Controls: "
+        "`plain_loop+malloc` is the plain loop with the same allocator tuning as `lyric_lm_best` (what the allocator "
+        "alone is worth); `lyric_lm_best-fast_ops` is the preset without `model.fused_gelu` and `model.fast_dropout`; "
         "`lyric_lm+malloc`, `lyric_lm_best+chunk` (chunked vocabulary loss) and `lyric_lm_best+compile` "
         "(torch.compile) measure the other levers. Column `malloc`: `default` is glibc as it comes, `tuned` is "
         "`runtime.tune_malloc` (mallopt at start-up). Each run is a fresh process; rounds alternate the contenders. "

@@ -29,6 +29,7 @@ def test_cpu_preset_picks_bf16_only_where_the_cpu_has_it(cpu_bf16, tmp_path):
     assert cfg.optim.fused is True
     assert cfg.model.loss_chunk is None  # measured slower on CPU (BENCHMARKS.md)
     assert cfg.model.compile is False
+    assert cfg.model.fused_gelu is True and cfg.model.fast_dropout is True
     assert cfg.trainer.max_epochs == 3  # the rest of trainer/default.yaml is kept
     cpu_bf16(False)
     assert compose_train("trainer=cpu", output_dir=tmp_path).trainer.precision == "32-true"
@@ -41,6 +42,7 @@ def test_gpu_preset_has_bf16_tf32_fused_compile(tmp_path):
     assert cfg.runtime.float32_matmul_precision == "high"
     assert cfg.optim.fused is True
     assert cfg.model.compile is True
+    assert cfg.model.fast_dropout is False  # CPU-only; on a GPU torch's own dropout and GELU are fast
 
 
 def test_auto_preset_without_cuda_is_the_cpu_preset(cpu_bf16, monkeypatch, tmp_path):
@@ -51,6 +53,7 @@ def test_auto_preset_without_cuda_is_the_cpu_preset(cpu_bf16, monkeypatch, tmp_p
     assert cfg["trainer"]["precision"] == "bf16-mixed"
     assert cfg["model"]["compile"] is False
     assert cfg["model"]["loss_chunk"] is None
+    assert cfg["model"]["fused_gelu"] is True and cfg["model"]["fast_dropout"] is True
     assert cfg["runtime"]["float32_matmul_precision"] is None
 
 
@@ -59,6 +62,7 @@ def test_defaults_keep_every_speed_option_off(tmp_path):
     assert cfg.trainer.precision == "32-true"
     assert cfg.model.compile is False
     assert cfg.model.loss_chunk is None
+    assert cfg.model.fused_gelu is False and cfg.model.fast_dropout is False
     assert cfg.optim.fused is False
 
 
