@@ -122,3 +122,18 @@ def test_lora_adapters_dropout_is_swapped_too():
     model.train()
     model(input_ids=ids, labels=ids).loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_gradient_checkpointing_replays_the_same_masks():
+    """Recomputing a block in backward draws its dropout again: from torch's restored RNG state, the same mask."""
+    torch.manual_seed(0)
+    plain = build_causal_lm({**TINY, **OPTIONS})
+    recomputed = build_causal_lm({**TINY, **OPTIONS, "gradient_checkpointing": True})
+    recomputed.load_state_dict(plain.state_dict())
+    plain.train(), recomputed.train()
+    ids = torch.randint(0, 50257, (2, 32))
+    for model in (plain, recomputed):
+        torch.manual_seed(5)
+        model(input_ids=ids, labels=ids).loss.backward()
+    for p, q in zip(plain.parameters(), recomputed.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
