@@ -115,10 +115,27 @@ class LyricCheckpoint(ModelCheckpoint):
         """Write `<dirpath>/last.ckpt` with the current state (at a step boundary: mid-step state is not whole)."""
         path = Path(self.dirpath) / LAST
         self.last_model_path = str(path)  # part of the saved state; stops ModelCheckpoint from making last-v1.ckpt
+        flush_step_metrics(trainer)
         trainer.save_checkpoint(path, weights_only=False)
         # Nothing else saves at this step (an end-of-epoch save would record a different loop state).
         self._last_global_step_saved = self._step_saved = trainer.global_step
         return path
+
+
+def flush_step_metrics(trainer: L.Trainer) -> None:
+    """Log this step's metrics now and flush the loggers, before a checkpoint of this step becomes visible.
+
+    Lightning logs a step's metrics only after the train-batch-end hooks, where the step-interval save runs, and
+    TensorBoard writes its events asynchronously: a run killed just after the save would resume past a step whose
+    loss never reached disk, leaving a hole in its curves. The loop logs the same values at the same step again
+    afterwards, which TensorBoard shows as one point.
+    """
+    trainer._logger_connector.update_train_step_metrics()
+    for logger in trainer.loggers:
+        logger.save()
+        flush = getattr(logger.experiment, "flush", None)  # TensorBoard's SummaryWriter
+        if callable(flush):
+            flush()
 
 
 class ExactResume(Callback):
