@@ -15,6 +15,8 @@ Both only act on CPU tensors outside torch.compile; on a GPU the native kernels 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,9 +39,7 @@ def _xorshift_(z: torch.Tensor, shift: int) -> None:
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
     """A boolean mask of `shape`, each element True with probability 1 - p (p rounded to 1/65536), and that
     probability. The seed comes from torch's default CPU generator."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     seed = int(torch.randint(-(2**62), 2**62, ()))
     z = torch.arange((n + 3) // 4, dtype=torch.int64).mul_(_GAMMA).add_(seed)  # 4 x 16 random bits per word
     _xorshift_(z, 30)

@@ -9,6 +9,7 @@ from lyric_lm import fast_ops
 from lyric_lm.model import build_causal_lm
 
 TINY = {"name_or_path": "gpt2", "from_scratch": True, "config": {"n_layer": 2, "n_embd": 64, "n_head": 4}}
+OPTIONS = {"fused_gelu": True, "fast_dropout": True}
 
 
 def test_dropout_keeps_each_element_with_probability_1_minus_p_and_rescales():
@@ -83,8 +84,6 @@ def test_fast_options_keep_the_models_outputs_and_gradients():
         assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-3), name
 
 
-OPTIONS = {"fused_gelu": True, "fast_dropout": True}
-
 
 def test_fast_options_swap_every_dropout_and_gelu_and_route_attention():
     model = build_causal_lm({**TINY, **OPTIONS})
@@ -100,6 +99,19 @@ def test_fast_options_swap_every_dropout_and_gelu_and_route_attention():
     assert torch.equal(model(input_ids=ids, labels=ids).loss, a)  # dropout drawn from torch's seeded generator
     b = model(input_ids=ids, labels=ids).loss
     assert not torch.equal(a, b)  # and a new mask each step
+
+
+def test_attention_dropout_goes_through_fast_dropout(monkeypatch):
+    """With only attention dropout on, each layer's attention weights draw one fast mask per training forward."""
+    calls = []
+    draw = fast_ops.keep_mask
+    monkeypatch.setattr(fast_ops, "keep_mask", lambda shape, p: calls.append(tuple(shape)) or draw(shape, p))
+    config = {**TINY["config"], "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.5}
+    model = build_causal_lm({**TINY, "config": config, **OPTIONS}).train()
+    model(input_ids=torch.randint(0, 50257, (2, 16)))
+    assert calls == [(2, 4, 16, 16)] * 2  # (batch, heads, tokens, tokens), one per layer
+    model.eval()(input_ids=torch.randint(0, 50257, (2, 16)))
+    assert len(calls) == 2  # eval: SDPA itself, no dropout
 
 
 def test_saved_model_is_plain_transformers(tmp_path):
