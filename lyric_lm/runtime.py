@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
+_malloc_tuned = False  # set by tune_malloc() once glibc took the settings
+
 
 def tune_malloc(mmap_threshold: int = 1 << 30) -> bool:
     """Keep freed blocks in the process instead of handing them back to the OS after every step.
@@ -35,7 +37,15 @@ def tune_malloc(mmap_threshold: int = 1 << 30) -> bool:
     except (OSError, AttributeError):
         return False
     ok = mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1
-    return mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok  # int max: never trim the heap top
+    ok = mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok  # int max: never trim the heap top
+    global _malloc_tuned
+    _malloc_tuned = _malloc_tuned or ok
+    return ok
+
+
+def malloc_keeps_freed_memory() -> bool:
+    """True once tune_malloc() took effect in this process: memory freed on CPU stays mapped for reuse."""
+    return _malloc_tuned
 
 
 @functools.cache

@@ -84,11 +84,11 @@ def test_fast_options_keep_the_models_outputs_and_gradients():
         assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-3), name
 
 
-
 def test_fast_options_swap_every_dropout_and_gelu_and_route_attention():
     model = build_causal_lm({**TINY, **OPTIONS})
     kinds = {type(m).__name__ for m in model.modules()}
-    assert "Dropout" not in kinds and "NewGELUActivation" not in kinds
+    assert "Dropout" not in kinds
+    assert "NewGELUActivation" not in kinds
     assert {"FastDropout", "GELU"} <= kinds
     assert model.config._attn_implementation == fast_ops.ATTENTION
     model.train()
@@ -119,7 +119,8 @@ def test_saved_model_is_plain_transformers(tmp_path):
     model = build_causal_lm({**TINY, **OPTIONS})
     model.save_pretrained(tmp_path)
     text = (tmp_path / "config.json").read_text()
-    assert fast_ops.ATTENTION not in text and '"activation_function": "gelu_new"' in text
+    assert fast_ops.ATTENTION not in text
+    assert '"activation_function": "gelu_new"' in text
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     model.eval()
     ids = torch.randint(0, 50257, (1, 16))

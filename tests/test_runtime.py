@@ -17,8 +17,10 @@ def cpu_bf16(monkeypatch):
     return set_
 
 
-def test_tune_malloc_takes_effect_on_glibc():
+def test_tune_malloc_takes_effect_on_glibc(monkeypatch):
+    monkeypatch.setattr(runtime, "_malloc_tuned", False)
     assert runtime.tune_malloc() is True
+    assert runtime.malloc_keeps_freed_memory()  # LyricLM then frees gradients right after each step
 
 
 def test_cpu_preset_picks_bf16_only_where_the_cpu_has_it(cpu_bf16, tmp_path):
@@ -29,7 +31,8 @@ def test_cpu_preset_picks_bf16_only_where_the_cpu_has_it(cpu_bf16, tmp_path):
     assert cfg.optim.fused is True
     assert cfg.model.loss_chunk is None  # measured slower on CPU (BENCHMARKS.md)
     assert cfg.model.compile is False
-    assert cfg.model.fused_gelu is True and cfg.model.fast_dropout is True
+    assert cfg.model.fused_gelu is True
+    assert cfg.model.fast_dropout is True
     assert cfg.trainer.max_epochs == 3  # the rest of trainer/default.yaml is kept
     cpu_bf16(False)
     assert compose_train("trainer=cpu", output_dir=tmp_path).trainer.precision == "32-true"
@@ -53,7 +56,8 @@ def test_auto_preset_without_cuda_is_the_cpu_preset(cpu_bf16, monkeypatch, tmp_p
     assert cfg["trainer"]["precision"] == "bf16-mixed"
     assert cfg["model"]["compile"] is False
     assert cfg["model"]["loss_chunk"] is None
-    assert cfg["model"]["fused_gelu"] is True and cfg["model"]["fast_dropout"] is True
+    assert cfg["model"]["fused_gelu"] is True
+    assert cfg["model"]["fast_dropout"] is True
     assert cfg["runtime"]["float32_matmul_precision"] is None
 
 
@@ -62,7 +66,8 @@ def test_defaults_keep_every_speed_option_off(tmp_path):
     assert cfg.trainer.precision == "32-true"
     assert cfg.model.compile is False
     assert cfg.model.loss_chunk is None
-    assert cfg.model.fused_gelu is False and cfg.model.fast_dropout is False
+    assert cfg.model.fused_gelu is False
+    assert cfg.model.fast_dropout is False
     assert cfg.optim.fused is False
 
 
