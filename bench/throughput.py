@@ -24,7 +24,9 @@ setting on all.
 
 Each run is a fresh subprocess (honest peak RSS and allocator state); rounds alternate the contenders, in a rotated
 order, so load on a shared machine falls on all of them alike; reported figures are medians over rounds of the
-median optimizer-step time after warm-up (start-up excluded). One JSON line per contender and setting on stdout.
+median optimizer-step time after warm-up (start-up excluded). Full runs take 3 rounds at the gpt2 shape and 8 at the
+tiny one, whose 0.2 s steps differ more between processes (+-4%) than a 124M step does; a tiny run costs seconds.
+One JSON line per contender and setting on stdout.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ ALL_IMPLS = CONTENDERS + tuple(CONTROLS)
 LOSS_WINDOW, LOSS_TOLERANCE = 10, 0.02  # bf16 vs fp32: 10-step moving means within 2% at every step
 # (layers, width, heads, positions): conf/model/tiny.yaml, and GPT-2 124M
 SHAPES = {"tiny": (2, 128, 4, 256), "gpt2": (12, 768, 12, 1024)}
+ROUNDS = {"tiny": 8, "gpt2": 3}  # full runs; --rounds N (and --quick: 2) sets one count for every shape
 LR, WEIGHT_DECAY, WARMUP_STEPS, SEED = 1e-4, 0.01, 2, 42
 BEGIN, END = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
 
@@ -377,9 +380,10 @@ def bench(a: argparse.Namespace) -> list[dict]:
     load_before = os.getloadavg()[0]
     samples: dict[tuple, list[dict]] = {}
     peaks: list[dict] = []
-    for r in range(a.rounds):
+    rounds = {m: a.rounds or ROUNDS[m] for m in models}
+    for r in range(max(rounds.values())):
         peaks.append(matmul_peaks())
-        for model in models:
+        for model in (m for m in models if r < rounds[m]):
             for precision in precisions:
                 names = contenders(precision)
                 order = names[r % len(names) :] + names[: r % len(names)]
@@ -387,7 +391,7 @@ def bench(a: argparse.Namespace) -> list[dict]:
                     res = run_worker(impl, model, precision, a, a.steps)
                     samples.setdefault((model, precision, impl), []).append(res)
                     print(
-                        f"# round {r + 1}/{a.rounds} {model} {precision} {impl}: {res['step_s']:.3f} s/step",
+                        f"# round {r + 1}/{rounds[model]} {model} {precision} {impl}: {res['step_s']:.3f} s/step",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -421,7 +425,7 @@ def bench(a: argparse.Namespace) -> list[dict]:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    meta = {"peaks_gflops": peak, "load_before": load_before, "load_after": os.getloadavg()[0]}
+    meta = {"peaks_gflops": peak, "rounds": rounds, "load_before": load_before, "load_after": os.getloadavg()[0]}
     if a.loss_check:
         meta["loss_check"] = loss_check(a)
     print(json.dumps({"meta": meta}), flush=True)
@@ -504,6 +508,8 @@ def target_lines(rows: list[dict], meta: dict) -> list[str]:
 def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command: str, path: Path | None = None) -> None:
     """Replace the section between BEGIN and END in BENCHMARKS.md (other sections stay), or append it."""
     path = path or ROOT / "BENCHMARKS.md"
+    rounds = meta.get("rounds") or {}
+    rounds_text = ", ".join(f"{n} rounds ({m})" for m, n in rounds.items()) or f"{a.rounds} rounds"
     lines = [
         BEGIN,
         "## Training throughput: lyric_lm vs a plain PyTorch loop and Hugging Face Trainer",
@@ -519,7 +525,7 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         ),
         f"Matmul peaks measured in the same run: fp32 {meta['peaks_gflops']['32-true']:.0f} GFLOP/s, "
         f"bf16 {meta['peaks_gflops']['bf16-mixed']:.0f} GFLOP/s. Batch {a.batch} x {a.block} tokens, accumulation "
-        f"{a.accum}; medians of {a.rounds} rounds x {a.steps} steps after {a.warmup} warm-up steps.",
+        f"{a.accum}; medians of {rounds_text} x {a.steps} steps after {a.warmup} warm-up steps.",
         "",
         "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision and schedule: "
         "`plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline with every speed option off, the "
@@ -582,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--block", type=int, default=128)
     p.add_argument("--accum", type=int, default=1)
-    p.add_argument("--rounds", type=int)
+    p.add_argument("--rounds", type=int, help="rounds for every shape (default: tiny 8, gpt2 3; quick: 2)")
     p.add_argument("--warmup", type=int, help="optimizer steps left out of the figures (default: 2, quick: 1)")
     p.add_argument("--steps", type=int, help="measured optimizer steps per run")
     p.add_argument(
@@ -606,7 +612,7 @@ def main(argv: list[str] | None = None) -> None:
         return worker(a)
     if a.quick:
         a.precision = a.precision or ["auto"]
-    a.rounds = a.rounds or (2 if a.quick else 3)
+    a.rounds = a.rounds or (2 if a.quick else None)  # None: ROUNDS per shape
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     a.steps = a.steps or (3 if a.quick else 6)
     a.loss_check = a.loss_check if a.loss_check is not None else not a.quick
