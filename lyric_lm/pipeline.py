@@ -21,6 +21,7 @@ from lyric_lm.errors import LyricLMError
 from lyric_lm.export import export_best
 from lyric_lm.manifest import RunManifest
 from lyric_lm.module import LyricLM
+from lyric_lm.precision import cached_autocast_for
 from lyric_lm.runtime import apply_runtime
 from lyric_lm.safety import RunGuard, resume_command
 from lyric_lm.sweep import JobStats, write_result
@@ -83,7 +84,11 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     guard = RunGuard(Path(ckpt_cb.dirpath) if ckpt_cb and ckpt_cb.dirpath else out / "checkpoints")
     callbacks += [guard, ExactResume(), RunManifest(cfg, out, tokenizer, resumed_from=ckpt_path)]
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+    plugins = [AtomicCheckpointIO()]
+    if (precision := cached_autocast_for(trainer_args)) is not None:  # bf16-mixed with autocast's cast cache
+        trainer_args.pop("precision")
+        plugins.append(precision)
+    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers, plugins=plugins)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
