@@ -508,8 +508,7 @@ def target_lines(rows: list[dict], meta: dict) -> list[str]:
 def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command: str, path: Path | None = None) -> None:
     """Replace the section between BEGIN and END in BENCHMARKS.md (other sections stay), or append it."""
     path = path or ROOT / "BENCHMARKS.md"
-    rounds = meta.get("rounds") or {}
-    rounds_text = ", ".join(f"{n} rounds ({m})" for m, n in rounds.items()) or f"{a.rounds} rounds"
+    rounds_text = ", ".join(f"{n} rounds ({model})" for model, n in meta["rounds"].items())
     lines = [
         BEGIN,
         "## Training throughput: lyric_lm vs a plain PyTorch loop and Hugging Face Trainer",
