@@ -61,6 +61,21 @@ def test_each_contender_runs_with_its_own_allocator_unless_one_is_forced():
     assert args[-2:] == ["--set", "model.loss_chunk=128"]
 
 
+def test_targets_report_lightnings_overhead_with_and_without_the_allocator_tuning():
+    def row(impl, tokens_per_s, ratio, rss=1000):
+        return {"model": "tiny", "precision": "bf16-mixed", "impl": impl, "tokens_per_s": tokens_per_s,
+                "ratio_to_plain_loop": ratio, "peak_rss_mb": rss, "data_wait_share": 0.01}  # fmt: skip
+
+    rows = [row("plain_loop", 2000, 1.0), row("lyric_lm", 1900, 0.95), row("plain_loop+malloc", 4000, 2.0)]
+    rows.append(row("lyric_lm+malloc", 3960, 1.98))
+    lines = throughput.target_lines(rows, {"peaks_gflops": {"32-true": 300, "bf16-mixed": 1800}})
+    off = "- tiny bf16-mixed: lyric_lm, every speed option off, 0.95x plain_loop (target >= 0.97x: **not met**)"
+    assert off in lines
+    tuned = next(line for line in lines if "allocator tuned on both sides" in line)
+    assert "0.99x (target >= 0.97x: met)" in tuned
+    assert lines[-1].startswith("- data wait, largest lyric_lm row: 1.00%")
+
+
 def test_loss_tolerance_is_on_moving_means():
     fp32 = [11.0 - 0.1 * i for i in range(50)]
     lagging = [fp32[0], *fp32[:-1]]  # bf16 one step behind: 0.1 nats (~1-2%) per step
