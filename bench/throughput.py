@@ -24,9 +24,10 @@ plain loop and HF Trainer, `runtime.tune_malloc` as the config says for lyric_lm
 setting on all.
 
 Each run is a fresh subprocess (honest peak RSS and allocator state); rounds alternate the contenders, in a rotated
-order, so load on a shared machine falls on all of them alike; reported figures are medians over rounds of the
-median optimizer-step time after warm-up (start-up excluded). Full runs take 3 rounds at the gpt2 shape and 8 at the
-tiny one, whose 0.2 s steps differ more between processes (+-4%) than a 124M step does; a tiny run costs seconds.
+order that is reversed every other round, so load on a shared machine, and any drift, falls on all of them alike;
+reported figures are medians over rounds of the median optimizer-step time after warm-up (start-up excluded). Full
+runs take 3 rounds at the gpt2 shape and 8 at the tiny one, whose 0.1-0.3 s steps differ more between processes
+(+-4-10%) than a 124M step does; a tiny run costs seconds.
 One JSON line per contender and setting on stdout.
 """
 
@@ -366,6 +367,14 @@ def machine() -> str:
     )
 
 
+def round_order(names: list[str], r: int) -> list[str]:
+    """Round r's order: rotated by r, and reversed in every other round, so each contender runs before and after
+    each other one about equally often (a plain rotation ran plain_loop right before lyric_lm in 7 of 8 rounds)."""
+    k = (r // 2) % len(names)
+    order = names[k:] + names[:k]
+    return order if r % 2 == 0 else order[::-1]
+
+
 def bench(a: argparse.Namespace) -> list[dict]:
     models = a.model or ["tiny", "gpt2"]
     preset_precision = auto_precision()  # trainer=cpu's on this CPU
@@ -388,8 +397,7 @@ def bench(a: argparse.Namespace) -> list[dict]:
         for model in (m for m in models if r < rounds[m]):
             for precision in precisions:
                 names = contenders(precision)
-                order = names[r % len(names) :] + names[: r % len(names)]
-                for impl in order:
+                for impl in round_order(names, r):
                     res = run_worker(impl, model, precision, a, a.steps)
                     samples.setdefault((model, precision, impl), []).append(res)
                     print(
@@ -547,7 +555,8 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         "alone is worth); `lyric_lm_best-fast_ops` is the preset without `model.fused_gelu` and `model.fast_dropout`; "
         "`lyric_lm+malloc`, `lyric_lm_best+chunk` (chunked vocabulary loss) and `lyric_lm_best+compile` "
         "(torch.compile) measure the other levers. Column `malloc`: `default` is glibc as it comes, `tuned` is "
-        "`runtime.tune_malloc` (mallopt at start-up). Each run is a fresh process; rounds alternate the contenders. "
+        "`runtime.tune_malloc` (mallopt at start-up). Each run is a fresh process; rounds alternate the contenders, "
+        "in an order reversed every other round. "
         "Data wait: share of step time outside the training step (fetching the batch and the loop's own work). "
         "GPU: `bash bench/gpu_check.sh` prints the same figures for one GPU.",
         "",

@@ -76,6 +76,15 @@ def test_targets_report_lightnings_overhead_with_and_without_the_allocator_tunin
     assert lines[-1].startswith("- data wait, largest lyric_lm row: 1.00%")
 
 
+def test_rounds_run_each_contender_before_and_after_the_plain_loop_equally_often():
+    names = list(throughput.CONTENDERS) + list(throughput.CONTROLS)
+    orders = [throughput.round_order(names, r) for r in range(8)]
+    assert all(sorted(o) == sorted(names) for o in orders)
+    for other in names[1:]:
+        before = sum(o.index("plain_loop") < o.index(other) for o in orders)
+        assert before == 4, other  # of 8 rounds
+
+
 def test_loss_tolerance_is_on_moving_means():
     fp32 = [11.0 - 0.1 * i for i in range(50)]
     lagging = [fp32[0], *fp32[:-1]]  # bf16 one step behind: 0.1 nats (~1-2%) per step
