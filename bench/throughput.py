@@ -26,8 +26,8 @@ setting on all.
 Each run is a fresh subprocess (honest peak RSS and allocator state); rounds alternate the contenders, in a rotated
 order that is reversed every other round, so load on a shared machine, and any drift, falls on all of them alike;
 reported figures are medians over rounds of the median optimizer-step time after warm-up (start-up excluded). Full
-runs take 3 rounds at the gpt2 shape and 8 at the tiny one, whose 0.1-0.3 s steps differ more between processes
-(+-4-10%) than a 124M step does; a tiny run costs seconds.
+runs take 3 rounds of 6 measured steps at the gpt2 shape and 8 rounds of 16 at the tiny one, whose 0.1-0.3 s steps
+differ more between processes (+-4-10%) than a 124M step does; a tiny run costs seconds.
 One JSON line per contender and setting on stdout.
 """
 
@@ -64,6 +64,9 @@ LOSS_WINDOW, LOSS_TOLERANCE = 10, 0.02  # bf16 vs fp32: 10-step moving means wit
 # (layers, width, heads, positions): conf/model/tiny.yaml, and GPT-2 124M
 SHAPES = {"tiny": (2, 128, 4, 256), "gpt2": (12, 768, 12, 1024)}
 ROUNDS = {"tiny": 8, "gpt2": 3}  # full runs; --rounds N (and --quick: 2) sets one count for every shape
+# Measured optimizer steps per run (full runs; --steps N, and --quick: 3, set one count). A tiny step's median over 6
+# steps moved by +-5% between runs of one contender; 16 steps stay within the sample's 21 batches per epoch.
+STEPS = {"tiny": 16, "gpt2": 6}
 LR, WEIGHT_DECAY, WARMUP_STEPS, SEED = 1e-4, 0.01, 2, 42
 BEGIN, END = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
 
@@ -392,13 +395,14 @@ def bench(a: argparse.Namespace) -> list[dict]:
     samples: dict[tuple, list[dict]] = {}
     peaks: list[dict] = []
     rounds = {m: a.rounds or ROUNDS[m] for m in models}
+    steps = {m: a.steps or STEPS[m] for m in models}
     for r in range(max(rounds.values())):
         peaks.append(matmul_peaks())
         for model in (m for m in models if r < rounds[m]):
             for precision in precisions:
                 names = contenders(precision)
                 for impl in round_order(names, r):
-                    res = run_worker(impl, model, precision, a, a.steps)
+                    res = run_worker(impl, model, precision, a, steps[model])
                     samples.setdefault((model, precision, impl), []).append(res)
                     print(
                         f"# round {r + 1}/{rounds[model]} {model} {precision} {impl}: {res['step_s']:.3f} s/step",
@@ -435,7 +439,8 @@ def bench(a: argparse.Namespace) -> list[dict]:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    meta = {"peaks_gflops": peak, "rounds": rounds, "load_before": load_before, "load_after": os.getloadavg()[0]}
+    meta = {"peaks_gflops": peak, "rounds": rounds, "steps": steps, "load_before": load_before}
+    meta["load_after"] = os.getloadavg()[0]
     if a.loss_check:
         meta["loss_check"] = loss_check(a)
     print(json.dumps({"meta": meta}), flush=True)
@@ -530,6 +535,7 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
     """Replace the section between BEGIN and END in BENCHMARKS.md (other sections stay), or append it."""
     path = path or ROOT / "BENCHMARKS.md"
     rounds_text = ", ".join(f"{n} rounds ({model})" for model, n in meta["rounds"].items())
+    steps_text = ", ".join(f"{n} steps ({model})" for model, n in meta["steps"].items())
     lines = [
         BEGIN,
         "## Training throughput: lyric_lm vs a plain PyTorch loop and Hugging Face Trainer",
@@ -545,7 +551,7 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         ),
         f"Matmul peaks measured in the same run: fp32 {meta['peaks_gflops']['32-true']:.0f} GFLOP/s, "
         f"bf16 {meta['peaks_gflops']['bf16-mixed']:.0f} GFLOP/s. Batch {a.batch} x {a.block} tokens, accumulation "
-        f"{a.accum}; medians of {rounds_text} x {a.steps} steps after {a.warmup} warm-up steps.",
+        f"{a.accum}; medians of {rounds_text} x {steps_text} after {a.warmup} warm-up steps.",
         "",
         "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision and schedule: "
         "`plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline with every speed option off, the "
@@ -611,7 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--accum", type=int, default=1)
     p.add_argument("--rounds", type=int, help="rounds for every shape (default: tiny 8, gpt2 3; quick: 2)")
     p.add_argument("--warmup", type=int, help="optimizer steps left out of the figures (default: 2, quick: 1)")
-    p.add_argument("--steps", type=int, help="measured optimizer steps per run")
+    p.add_argument("--steps", type=int, help="measured optimizer steps per run (default: tiny 16, gpt2 6; quick: 3)")
     p.add_argument(
         "--malloc",
         choices=["shipped", "tuned", "default", "preset"],  # preset: workers only
@@ -635,7 +641,7 @@ def main(argv: list[str] | None = None) -> None:
         a.precision = a.precision or ["auto"]
     a.rounds = a.rounds or (2 if a.quick else None)  # None: ROUNDS per shape
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
-    a.steps = a.steps or (3 if a.quick else 6)
+    a.steps = a.steps or (3 if a.quick else None)  # None: STEPS per shape
     a.loss_check = a.loss_check if a.loss_check is not None else not a.quick
     a.controls = a.controls if a.controls is not None else not a.quick
     a.write = a.write if a.write is not None else not a.quick

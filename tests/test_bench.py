@@ -37,11 +37,11 @@ def test_markdown_section_is_replaced_and_other_sections_kept(tmp_path):
         "mfu_vs_bf16_peak": 0.1, "peak_rss_mb": 900, "data_wait_share": 0.001, "malloc": "default",
     }  # fmt: skip
     meta = {"peaks_gflops": {"32-true": 200.0, "bf16-mixed": 800.0}, "load_before": 0.5, "load_after": 0.7}
-    meta["rounds"] = {"tiny": 8, "gpt2": 3}  # a full run's defaults (throughput.ROUNDS)
-    a = argparse.Namespace(batch=4, block=128, accum=1, malloc="tuned", rounds=None, steps=6, warmup=2)
+    meta["rounds"], meta["steps"] = {"tiny": 8, "gpt2": 3}, {"tiny": 16, "gpt2": 6}  # a full run's ROUNDS, STEPS
+    a = argparse.Namespace(batch=4, block=128, accum=1, malloc="tuned", rounds=None, steps=None, warmup=2)
     throughput.write_markdown([row], meta, a, "python bench/throughput.py", path)
     text = path.read_text()
-    assert "medians of 8 rounds (tiny), 3 rounds (gpt2) x 6 steps after 2 warm-up steps" in text
+    assert "medians of 8 rounds (tiny), 3 rounds (gpt2) x 16 steps (tiny), 6 steps (gpt2) after 2 warm-up" in text
     assert "old figures" not in text
     assert "| tiny | 32-true | plain_loop | default | 1000 | 1.95 | 1.00x | 40% |" in text
     assert text.endswith("## data_scale\nkept\n")
