@@ -8,13 +8,14 @@ init), batch, block size, accumulation, precision, AdamW + warmup-linear schedul
   plain_loop     the tutorial loop: move batch, forward, backward, clip + step every k batches, zero grads
   lyric_lm       our pipeline.train (Hydra config, LyricsDataModule, Lightning) with every speed option off,
                  the allocator tuning (runtime.tune_malloc) included
-  lyric_lm_best  the same with the trainer=cpu preset as shipped (allocator tuning, fused AdamW, fused GELU,
-                 fast dropout)
+  lyric_lm_best  the same with the trainer=cpu preset as shipped (allocator tuning, fused AdamW clipping in its
+                 kernel, fused GELU, fast dropout, sparse embedding gradient)
   hf_trainer     transformers.Trainer with its defaults (which pick fused AdamW on torch >= 2.8)
 The full run adds controls, to tell the levers apart (plain_loop+malloc, lyric_lm_best-fast_ops and lyric_lm+malloc
 at every setting, the other two at the precision trainer=cpu picks):
   plain_loop+malloc      the plain loop with the same glibc tuning lyric_lm_best ships: the allocator's share
-  lyric_lm_best-fast_ops the preset without model.fused_gelu and model.fast_dropout: what those two are worth
+  lyric_lm_best-fast_ops the preset without its CPU model options (model.fused_gelu, model.fast_dropout and
+                         model.sparse_embedding_grad): what those three are worth
   lyric_lm+malloc        lyric_lm with only the allocator tuning on; against plain_loop+malloc, Lightning's overhead
                          alone (with glibc's defaults, page faults take half of each step and vary between processes)
   lyric_lm_best+chunk    the preset plus the chunked vocabulary loss (model.loss_chunk=128)
@@ -51,7 +52,11 @@ CONTENDERS = ("plain_loop", "lyric_lm", "lyric_lm_best", "hf_trainer")
 # name: (worker, allocator under --malloc shipped, extra Hydra overrides); the controls run in full runs only
 CONTROLS = {
     "plain_loop+malloc": ("plain_loop", "tuned", []),
-    "lyric_lm_best-fast_ops": ("lyric_lm_best", "preset", ["model.fused_gelu=false", "model.fast_dropout=false"]),
+    "lyric_lm_best-fast_ops": (
+        "lyric_lm_best",
+        "preset",
+        ["model.fused_gelu=false", "model.fast_dropout=false", "model.sparse_embedding_grad=false"],
+    ),
     "lyric_lm+malloc": ("lyric_lm", "tuned", []),
     "lyric_lm_best+chunk": ("lyric_lm_best", "preset", ["model.loss_chunk=128"]),
     "lyric_lm_best+compile": ("lyric_lm_best", "preset", ["model.compile=true"]),
@@ -556,9 +561,11 @@ def write_markdown(rows: list[dict], meta: dict, a: argparse.Namespace, command:
         "Contenders on the same tokens, shape (random init), batch, block, accumulation, precision and schedule: "
         "`plain_loop` (a tutorial PyTorch loop), `lyric_lm` (`train.py`'s pipeline with every speed option off, the "
         "allocator tuning included), `lyric_lm_best` (`train.py trainer=cpu` as shipped: glibc allocator tuning, "
-        "fused AdamW, fused GELU, fast dropout), `hf_trainer` (transformers `Trainer`, its defaults). Controls: "
+        "fused AdamW with the clipping in its kernel, fused GELU, fast dropout, sparse embedding gradient), "
+        "`hf_trainer` (transformers `Trainer`, its defaults). Controls: "
         "`plain_loop+malloc` is the plain loop with the same allocator tuning as `lyric_lm_best` (what the allocator "
-        "alone is worth); `lyric_lm_best-fast_ops` is the preset without `model.fused_gelu` and `model.fast_dropout`; "
+        "alone is worth); `lyric_lm_best-fast_ops` is the preset without its CPU model options (`model.fused_gelu`, "
+        "`model.fast_dropout`, `model.sparse_embedding_grad`); "
         "`lyric_lm+malloc`, `lyric_lm_best+chunk` (chunked vocabulary loss) and `lyric_lm_best+compile` "
         "(torch.compile) measure the other levers. Column `malloc`: `default` is glibc as it comes, `tuned` is "
         "`runtime.tune_malloc` (mallopt at start-up). Each run is a fresh process; rounds alternate the contenders, "

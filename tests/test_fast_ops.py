@@ -150,3 +150,27 @@ def test_gradient_checkpointing_replays_the_same_masks():
         model(input_ids=ids, labels=ids).loss.backward()
     for p, q in zip(plain.parameters(), recomputed.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, atol=1e-6)
+
+
+def test_sparse_embedding_grad_gives_the_same_dense_gradient_for_tied_weights():
+    ids = torch.randint(0, 50257, (2, 12), generator=torch.Generator().manual_seed(0))
+    grads = []
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        lm = build_causal_lm(TINY)
+        assert fast_ops.use_sparse_embedding_grad(lm) if sparse else True
+        lm(input_ids=ids, labels=ids).loss.backward()
+        grads.append(lm.get_input_embeddings().weight.grad)
+    dense, from_rows = grads
+    assert not from_rows.is_sparse  # summed into the output layer's dense gradient
+    assert torch.allclose(from_rows, dense, rtol=0, atol=1e-7)
+    assert dense[ids.unique()].abs().sum() > dense[~torch.isin(torch.arange(50257), ids)].abs().sum() / 50257
+
+
+def test_sparse_embedding_grad_leaves_untied_and_frozen_embeddings_alone():
+    untied = build_causal_lm({**TINY, "config": {**TINY["config"], "tie_word_embeddings": False}})
+    assert not fast_ops.use_sparse_embedding_grad(untied)  # its gradient would stay sparse, which AdamW refuses
+    assert not untied.get_input_embeddings().sparse
+    frozen = build_causal_lm(TINY)
+    frozen.get_input_embeddings().weight.requires_grad_(False)
+    assert not fast_ops.use_sparse_embedding_grad(frozen)

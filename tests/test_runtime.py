@@ -33,6 +33,7 @@ def test_cpu_preset_picks_bf16_only_where_the_cpu_has_it(cpu_bf16, tmp_path):
     assert cfg.model.compile is False
     assert cfg.model.fused_gelu is True
     assert cfg.model.fast_dropout is True
+    assert cfg.model.sparse_embedding_grad is True
     assert cfg.trainer.max_epochs == 3  # the rest of trainer/default.yaml is kept
     cpu_bf16(False)
     assert compose_train("trainer=cpu", output_dir=tmp_path).trainer.precision == "32-true"
@@ -58,6 +59,7 @@ def test_auto_preset_without_cuda_is_the_cpu_preset(cpu_bf16, monkeypatch, tmp_p
     assert cfg["model"]["loss_chunk"] is None
     assert cfg["model"]["fused_gelu"] is True
     assert cfg["model"]["fast_dropout"] is True
+    assert cfg["model"]["sparse_embedding_grad"] is True
     assert cfg["runtime"]["float32_matmul_precision"] is None
 
 
@@ -68,6 +70,7 @@ def test_defaults_keep_every_speed_option_off(tmp_path):
     assert cfg.model.loss_chunk is None
     assert cfg.model.fused_gelu is False
     assert cfg.model.fast_dropout is False
+    assert cfg.model.sparse_embedding_grad is False
     assert cfg.optim.fused is False
 
 
