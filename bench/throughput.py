@@ -29,7 +29,9 @@ order that is reversed every other round, so load on a shared machine, and any d
 reported figures are medians over rounds of the median optimizer-step time after warm-up (start-up excluded). Full
 runs take 3 rounds of 6 measured steps at the gpt2 shape and 8 rounds of 16 at the tiny one, whose 0.1-0.3 s steps
 differ more between processes (+-4-10%) than a 124M step does; a tiny run costs seconds.
-One JSON line per contender and setting on stdout.
+One JSON line per contender and setting on stdout. Besides speed, MFU, peak RSS and data wait, each has the page
+faults and kernel CPU seconds per step (getrusage): with glibc's default allocator, the kernel time of re-faulting
+freed memory is what differs most between processes, and between lyric_lm and the plain loop (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -109,14 +111,27 @@ def random_model(shape: str):
     )
 
 
-def summarize(starts: list[float], ends: list[float], losses: list[float], a: argparse.Namespace) -> dict:
+def kernel_work() -> tuple[int, float]:
+    """This process's page faults that needed no disk (memory mapped in, or zeroed, again) and its CPU seconds in the
+    kernel, so far (getrusage): with glibc's default allocator, most of a step's kernel time is those faults."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt, usage.ru_stime
+
+
+def summarize(
+    starts: list[float], ends: list[float], losses: list[float], a: argparse.Namespace, kernel: list[tuple]
+) -> dict:
     """Per optimizer step i: period = start[i+1] - start[i]; data wait = start[i+1] - end[i] (the loop's own
-    work outside the step too, so an upper bound). Medians over the steps after warm-up."""
+    work outside the step too, so an upper bound); page faults and kernel CPU seconds (all threads) between the two
+    starts. Medians over the steps after warm-up."""
     periods = [s1 - s0 for s0, s1 in zip(starts, starts[1:], strict=False)][a.warmup :]
     waits = [s1 - e0 for e0, s1 in zip(ends, starts[1:], strict=False)][a.warmup :]
+    per_step = [(k1[0] - k0[0], k1[1] - k0[1]) for k0, k1 in zip(kernel, kernel[1:], strict=False)][a.warmup :]
     period = statistics.median(periods)
     return {
         "step_s": period,
+        "page_faults_per_step": statistics.median(f for f, _ in per_step),
+        "kernel_s_per_step": statistics.median(t for _, t in per_step),
         "data_wait_share": sum(waits) / sum(periods),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "losses": losses,
@@ -142,11 +157,12 @@ def run_plain_loop(a: argparse.Namespace) -> dict:
     sched = get_linear_schedule_with_warmup(opt, WARMUP_STEPS, total)
     loader = DataLoader(packed_blocks(a.block), batch_size=a.batch, shuffle=True, collate_fn=collate_blocks)
     bf16 = a.precision == "bf16-mixed"
-    starts, ends, losses, step, i = [], [], [], 0, 0
+    starts, ends, losses, kernel, step, i = [], [], [], [], 0, 0
     while step < total:
         for batch in loader:
             if i % a.accum == 0:
                 starts.append(time.perf_counter())
+                kernel.append(kernel_work())
             batch = {k: v.to("cpu") for k, v in batch.items()}
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = model(**batch).loss / a.accum
@@ -162,7 +178,7 @@ def run_plain_loop(a: argparse.Namespace) -> dict:
                 step += 1
                 if step == total:
                     break
-    return summarize(starts, ends, losses, a)
+    return summarize(starts, ends, losses, a, kernel)
 
 
 def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
@@ -173,7 +189,7 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
 
     from lyric_lm.pipeline import train
 
-    starts, ends, losses = [], [], []
+    starts, ends, losses, kernel = [], [], [], []
     sync = torch.cuda.synchronize if a.device == "gpu" else lambda: None  # time the GPU's work, not its queueing
 
     class StepTimer(L.Callback):
@@ -181,6 +197,7 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
             if batch_idx % a.accum == 0:
                 sync()
                 starts.append(time.perf_counter())
+                kernel.append(kernel_work())
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if (batch_idx + 1) % a.accum == 0:
@@ -226,7 +243,7 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
         globals()["StepTimer"] = StepTimer
         L.Trainer.save_checkpoint = lambda *args, **kwargs: None  # after the timed steps; 1.5 GB of disk for nothing
         train(cfg)
-    return summarize(starts, ends, losses, a)
+    return summarize(starts, ends, losses, a, kernel)
 
 
 def run_hf_trainer(a: argparse.Namespace) -> dict:
@@ -234,11 +251,12 @@ def run_hf_trainer(a: argparse.Namespace) -> dict:
 
     from lyric_lm.data.packing import collate_blocks
 
-    starts, ends = [], []
+    starts, ends, kernel = [], [], []
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             starts.append(time.perf_counter())
+            kernel.append(kernel_work())
 
         def on_step_end(self, args, state, control, **kwargs):
             ends.append(time.perf_counter())
@@ -270,7 +288,7 @@ def run_hf_trainer(a: argparse.Namespace) -> dict:
             callbacks=[StepTimer()],
         )
         trainer.train()
-    return summarize(starts, ends, [], a)
+    return summarize(starts, ends, [], a, kernel)
 
 
 def worker(a: argparse.Namespace) -> None:
@@ -410,7 +428,8 @@ def bench(a: argparse.Namespace) -> list[dict]:
                     res = run_worker(impl, model, precision, a, steps[model])
                     samples.setdefault((model, precision, impl), []).append(res)
                     print(
-                        f"# round {r + 1}/{rounds[model]} {model} {precision} {impl}: {res['step_s']:.3f} s/step",
+                        f"# round {r + 1}/{rounds[model]} {model} {precision} {impl}: {res['step_s']:.3f} s/step"
+                        f" ({res['page_faults_per_step']:.0f} page faults, {res['kernel_s_per_step']:.3f} s kernel)",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -436,6 +455,8 @@ def bench(a: argparse.Namespace) -> list[dict]:
                 "mfu_vs_bf16_peak": round(tok_s * fpt / (peak["bf16-mixed"] * 1e9), 3),
                 "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
                 "data_wait_share": round(statistics.median(r["data_wait_share"] for r in runs), 4),
+                "page_faults_per_step": round(statistics.median(r.get("page_faults_per_step", 0) for r in runs)),
+                "kernel_s_per_step": round(statistics.median(r.get("kernel_s_per_step", 0) for r in runs), 3),
                 "batch": a.batch,
                 "block": a.block,
                 "accum": a.accum,
