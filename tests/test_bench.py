@@ -3,6 +3,7 @@
 import argparse
 import importlib.util
 import json
+import time
 
 import pytest
 import torch
@@ -74,6 +75,40 @@ def test_targets_report_lightnings_overhead_with_and_without_the_allocator_tunin
     tuned = next(line for line in lines if "allocator tuned on both sides" in line)
     assert "0.99x (target >= 0.97x: met)" in tuned
     assert lines[-1].startswith("- data wait, largest lyric_lm row: 1.00%")
+
+
+def test_targets_report_the_time_lightning_adds_outside_the_models_passes():
+    def row(impl, outside_ms, malloc):
+        return {"model": "tiny", "precision": "bf16-mixed", "impl": impl, "tokens_per_s": 2560.0, "batch": 4,
+                "block": 128, "accum": 1, "ratio_to_plain_loop": 1.0, "peak_rss_mb": 1000, "data_wait_share": 0.01,
+                "malloc": malloc, "outside_passes_s_per_step": outside_ms / 1000}  # fmt: skip
+
+    rows = [row("plain_loop", 30.0, "default"), row("lyric_lm", 37.0, "default")]
+    rows += [row("plain_loop+malloc", 20.0, "tuned"), row("lyric_lm+malloc", 22.0, "tuned")]
+    lines = throughput.target_lines(rows, {"peaks_gflops": {"32-true": 300, "bf16-mixed": 1800}})
+    added = [line for line in lines if "Lightning adds" in line]
+    assert len(added) == 2  # with glibc's defaults, and with the allocator tuned on both sides
+    assert "lyric_lm 37.0 ms against plain_loop 30.0 ms: Lightning adds +7.0 ms, +3.5%" in added[0]
+    assert added[0].endswith("of the plain loop's 200 ms step (target <= 3%: **not met**)")
+    assert "Lightning adds +2.0 ms, +1.0%" in added[1]
+    assert added[1].endswith("(target <= 3%: met)")
+
+
+def test_model_clock_times_the_passes_and_not_the_loop_around_them():
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=16, vocab_size=64))
+    clock = throughput.ModelClock(lm)
+    batch = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        lm(input_ids=batch, labels=batch)  # no graph: a forward pass, and no backward to wait for
+    start, marked = time.perf_counter(), clock.mark()
+    for _ in range(2):
+        time.sleep(0.05)  # the loop's own work, which the clock must leave out
+        lm(input_ids=batch, labels=batch).loss.backward()
+    passes, elapsed = clock.mark() - marked, time.perf_counter() - start
+    assert clock.forward > 0
+    assert clock.backward > 0
+    assert 0 < passes <= elapsed - 0.1
 
 
 def test_rounds_run_each_contender_before_and_after_the_plain_loop_equally_often():
