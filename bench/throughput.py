@@ -251,7 +251,7 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
 
     starts, ends, losses, kernel, passes = [], [], [], [], []
     sync = torch.cuda.synchronize if a.device == "gpu" else lambda: None  # time the GPU's work, not its queueing
-    clock = []  # lyric_lm (options off) only: ModelClock's doc says why
+    clock = []  # lyric_lm (options off) on CPU only: ModelClock's doc says why; a GPU runs its passes asynchronously
 
     class StepTimer(L.Callback):
         def on_train_start(self, trainer, pl_module):
