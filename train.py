@@ -1,9 +1,12 @@
 """Fine-tune GPT-2 on lyrics: `python train.py [group=option ...] [key=value ...]` (see README)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from lyric_lm.errors import exit_on_user_error
+from lyric_lm.run_dir import note_explicit_run_dir
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -15,4 +18,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    note_explicit_run_dir(sys.argv[1:])  # so that a refused run can remove a dir it made, and only such a dir
     main()

@@ -13,6 +13,19 @@ class LyricLMError(Exception):
     """A problem with the user's input or settings; the message names it and says how to fix it."""
 
 
+class RunStopped(BaseException):
+    """A run stopped by a signal (SIGTERM, Ctrl-C): the message says what was saved and how to resume.
+
+    The process exits with `128 + signal number` (143 for SIGTERM, 130 for Ctrl-C), as a shell reports a program
+    killed by that signal, so scripts and schedulers see the stop. A BaseException, like KeyboardInterrupt: no
+    `except Exception` on the way out (Lightning's, a sweep's) takes it for a failure of the job.
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 def exit_on_user_error(fn: Callable[[], T]) -> T | None:
     """Run an entry point; on LyricLMError print its one-line message and exit 2, with no traceback.
 
@@ -23,6 +36,9 @@ def exit_on_user_error(fn: Callable[[], T]) -> T | None:
     """
     try:
         return fn()
+    except RunStopped as stop:  # also ends a sweep: the user or the scheduler stopped the whole process
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)
     except Exception as err:
         if in_multirun():
             import logging

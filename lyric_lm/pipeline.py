@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
@@ -22,11 +22,12 @@ from lyric_lm.export import export_best
 from lyric_lm.manifest import RunManifest
 from lyric_lm.module import LyricLM
 from lyric_lm.precision import cached_autocast_for
+from lyric_lm.run_dir import discard_unused_run_dir
 from lyric_lm.runtime import apply_runtime
-from lyric_lm.safety import RunGuard, resume_command
+from lyric_lm.safety import RunGuard
 from lyric_lm.sweep import JobStats, write_result
 from lyric_lm.tokenizer import load_tokenizer
-from lyric_lm.validation import discard_unused_run_dir, resolve_resume, validate_config
+from lyric_lm.validation import resolve_resume, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +40,60 @@ def instantiate_all(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> float | None:
     """Fit LyricLM as `cfg` says; returns the best `cfg.optimized_metric` (for sweepers) or None."""
     started = time.perf_counter()
+    quiet_library_chatter()
+    runtime = cfg.get("runtime") or {}
+    apply_runtime(runtime.get("tune_malloc", True), runtime.get("float32_matmul_precision"))
+    run = build_run(cfg)
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    if (stopped := run.guard.stopped(run.out)) is not None:  # SIGTERM / Ctrl-C: last.ckpt saved at a step boundary
+        raise stopped
+    return finish_run(cfg, run, started)
+
+
+class Run(NamedTuple):
+    """What build_run makes: everything `Trainer.fit` needs, and the run dir it writes into."""
+
+    out: Path
+    ckpt_path: str | None
+    module: LyricLM
+    datamodule: LyricsDataModule
+    trainer: L.Trainer
+    loggers: list
+    guard: RunGuard
+    stats: JobStats
+
+
+def quiet_library_chatter() -> None:
     if HydraConfig.initialized():
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).handlers.clear()
-    runtime = cfg.get("runtime") or {}
-    apply_runtime(runtime.get("tune_malloc", True), runtime.get("float32_matmul_precision"))
     # torchdata's StatefulDataLoader calls an API torch deprecated; harmless, and repeated every epoch.
     warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Check the config, then build data, model, callbacks, loggers and Trainer; nothing is trained yet.
+
+    A run refused here (a bad setting, data that cannot be read, a model that cannot be downloaded) leaves no
+    trace: the run dir Hydra made for it is removed again (lyric_lm/run_dir.py), and nothing else was written.
+    """
+    hydra_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     try:
-        validate_config(cfg)  # every problem at once, before tokenizing or loading a model
+        return _build_run(cfg)
     except LyricLMError:
-        discard_unused_run_dir(Path(cfg.paths.output_dir))
+        if hydra_dir is not None:
+            discard_unused_run_dir(hydra_dir, frozenset({".hydra", f"{HydraConfig.get().job.name}.log"}))
         raise
+
+
+def _build_run(cfg: DictConfig) -> Run:
+    validate_config(cfg)  # every problem at once, before tokenizing or loading a model
     ckpt_path, out = resolve_resume(cfg)
     if out != Path(cfg.paths.output_dir):  # resume=auto continues an earlier run in its own dir
         log.info(f"resuming {ckpt_path}; checkpoints and TensorBoard events go on in {out}")
         cfg.paths.output_dir = str(out)
     L.seed_everything(cfg.seed, workers=True)
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
@@ -75,28 +110,64 @@ def train(cfg: DictConfig) -> float | None:
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     if isinstance(trainer_args.get("strategy"), dict):  # a strategy with settings (trainer=fsdp) has a _target_
         trainer_args["strategy"] = instantiate(cfg.trainer.strategy)
+    fast_dev_run = bool(trainer_args.get("fast_dev_run"))
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not trainer_args.get("enable_progress_bar", True):  # Lightning refuses a bar callback with the bar off
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if fast_dev_run:  # a smoke test writes no checkpoint (Lightning's own on_train_end would write last.ckpt)
+        callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
     stats = JobStats()  # tokens/s for result.json
-    callbacks.append(stats)
-    loggers = instantiate_all(cfg.get("logger"))
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     guard = RunGuard(Path(ckpt_cb.dirpath) if ckpt_cb and ckpt_cb.dirpath else out / "checkpoints")
-    callbacks += [guard, ExactResume(), RunManifest(cfg, out, tokenizer, resumed_from=ckpt_path)]
+    callbacks += [stats, guard, ExactResume(), EpochCheck()]
+    if not fast_dev_run:
+        callbacks.append(RunManifest(cfg, out, tokenizer, resumed_from=ckpt_path))
+    loggers = instantiate_all(cfg.get("logger"))
     plugins = [AtomicCheckpointIO()]
     if (precision := cached_autocast_for(trainer_args)) is not None:  # bf16-mixed with autocast's cast cache
         trainer_args.pop("precision")
         plugins.append(precision)
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers, plugins=plugins)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = L.Trainer(
+        **trainer_args, callbacks=callbacks, logger=loggers, plugins=plugins, enable_checkpointing=not fast_dev_run
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
+    if not fast_dev_run:  # fast_dev_run swaps the loggers for a dummy: it writes no logs
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return Run(out, ckpt_path, module, datamodule, trainer, loggers, guard, stats)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if guard.saved is not None:  # stopped on SIGTERM / Ctrl-C with last.ckpt at a step boundary
-        print(f"{guard.received}: saved {guard.saved}; resume with:\n  {resume_command(out)}", file=sys.stderr)
-        return None
 
+class EpochCheck(L.Callback):
+    """Settings that can only be checked against the data: `trainer.val_check_interval` (a number of batches)
+    beyond an epoch, which Lightning refuses with a traceback once fit has begun. Checked once the data is set up,
+    before configure_optimizers asks Lightning for the schedule's length (where Lightning would raise)."""
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        interval = trainer.val_check_interval
+        if not isinstance(interval, int) or trainer.check_val_every_n_epoch is None or trainer.fast_dev_run:
+            return
+        batches = epoch_batches(trainer)
+        if interval > batches:
+            raise LyricLMError(
+                f"trainer.val_check_interval={interval} is more batches than an epoch has ({batches}); set it to "
+                f"{batches} or less, a fraction of an epoch (e.g. 0.5), or trainer.check_val_every_n_epoch=null "
+                "to count batches across epochs"
+            )
+
+
+def epoch_batches(trainer: L.Trainer) -> int:
+    """Training batches per epoch on each device, as Lightning will count them (limit_train_batches applied)."""
+    blocks = len(trainer.datamodule.blocks["train"])
+    per_device = math.ceil(blocks / trainer.world_size)
+    batches = math.ceil(per_device / trainer.datamodule.batch_size)
+    limit = trainer.limit_train_batches
+    return min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+
+
+def finish_run(cfg: DictConfig, run: Run, started: float) -> float | None:
+    """Save the final state, export the best checkpoint, write result.json and the final hyperparameter metrics."""
+    trainer, out = run.trainer, run.out
     # ModelCheckpoint writes last.ckpt at validation; a run ending between validations would lose its tail.
     ckpt_dir = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else out / "checkpoints"
     if not trainer.interrupted and not trainer.fast_dev_run:
@@ -116,10 +187,10 @@ def train(cfg: DictConfig) -> float | None:
             **final,
             steps=trainer.global_step,
             wall_s=time.perf_counter() - started,
-            tokens_per_s=stats.tokens_per_s,
+            tokens_per_s=run.stats.tokens_per_s,
         )
     hparams_metrics = {f"best/{k}": v for k, v in final.items() if v is not None}
-    for logger in loggers if hparams_metrics else []:
+    for logger in run.loggers if hparams_metrics and not trainer.fast_dev_run else []:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics=hparams_metrics)
         logger.finalize("success")  # flush and close: fit already closed the first writer, this one is new
     return best_metric(trainer, cfg.get("optimized_metric"))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from lyric_lm.run_dir import new_dir
+
 log = logging.getLogger(__name__)
 
 # glibc mallopt() parameters (malloc.h)
@@ -84,11 +86,13 @@ def _resolve(name: str, *args):
         return auto_precision(*args)
     if name == "gpu_else":  # ${lyric:gpu_else,A,B}: A when a CUDA GPU is present, else B
         return args[0] if auto_accelerator() == "gpu" else args[1]
-    raise ValueError(f"unknown ${{lyric:{name}}}; known: auto_precision, gpu_else")
+    if name == "new_dir":  # ${lyric:new_dir,outputs/...}: a run dir no other run shares (lyric_lm/run_dir.py)
+        return new_dir(*args)
+    raise ValueError(f"unknown ${{lyric:{name}}}; known: auto_precision, gpu_else, new_dir")
 
 
 def register_resolvers() -> None:
-    """`${lyric:auto_precision}`, `${lyric:auto_precision,cpu}` and `${lyric:gpu_else,A,B}` in configs."""
+    """`${lyric:auto_precision}`, `${lyric:auto_precision,cpu}`, `${lyric:gpu_else,A,B}`, `${lyric:new_dir,path}`."""
     if not OmegaConf.has_resolver("lyric"):
         OmegaConf.register_new_resolver("lyric", _resolve)
 

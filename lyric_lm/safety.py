@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lyric_lm.checkpointing import LAST, LyricCheckpoint
-from lyric_lm.errors import LyricLMError
+from lyric_lm.errors import LyricLMError, RunStopped
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,9 @@ class RunGuard(Callback):
 
     SIGTERM (a scheduler's preemption, `kill`) or SIGINT (Ctrl-C) sets a flag; at the next optimizer-step
     boundary the guard writes `last.ckpt` and asks the Trainer to stop, so the saved state is a whole step and
-    resumes exactly. A second Ctrl-C interrupts at once. SIGUSR1 is left to Lightning (SLURM auto-requeue).
+    resumes exactly. Nothing runs after the stop: no validation (Lightning validates when a run stops early, for
+    early stopping) and so no sample songs; the pipeline then raises RunStopped (exit 143 / 130). A second Ctrl-C
+    stops at once, without saving. SIGUSR1 is left to Lightning (SLURM auto-requeue).
 
     A non-finite loss raises before its backward pass, so no NaN reaches the weights or any checkpoint.
     """
@@ -38,8 +40,10 @@ class RunGuard(Callback):
         self._step_at_start = 0
 
     def _handle(self, signum, frame) -> None:
-        if self.received == "SIGINT" and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # Ctrl-C twice: the user does not want to wait for the step to end
+        if self.received == "SIGINT" and signum == signal.SIGINT:  # Ctrl-C twice: do not wait for the step to end
+            last = self.ckpt_dir / LAST
+            kept = f"{last} holds the last saved step" if last.is_file() else "no checkpoint was written"
+            raise RunStopped(f"SIGINT twice: stopped at once, without saving; {kept}", signum)
         self.received = signal.Signals(signum).name
         print(f"\n{self.received} received: saving last.ckpt at the end of this optimizer step ...", file=sys.stderr)
 
@@ -79,7 +83,17 @@ class RunGuard(Callback):
             self.saved = self.ckpt_dir / LAST
             trainer.save_checkpoint(self.saved)
         trainer.should_stop = True
+        trainer.limit_val_batches = 0  # turns validation off (Trainer.enable_validation), so nothing runs after this
         log.info(f"{self.received}: saved {self.saved} at step {trainer.global_step}; stopping")
+
+    def stopped(self, run_dir: Path) -> RunStopped | None:
+        """After fit: the RunStopped to raise if a signal stopped the run, saying what was saved and how to resume.
+
+        None when no signal came, or when it came after the last step (the run then ends as usual)."""
+        if self.received is None or self.saved is None:
+            return None
+        message = f"{self.received}: saved {self.saved}; resume with:\n  {resume_command(run_dir)}"
+        return RunStopped(message, signal.Signals[self.received].value)
 
 
 def resume_command(run_dir: Path) -> str:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any, get_args
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lyric_lm.checkpointing import LAST, check_checkpoint_file, checkpoint_files, latest_run_with
 from lyric_lm.errors import LyricLMError
@@ -34,7 +35,7 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def config_problems(cfg: DictConfig) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = added_key_problems(cfg)
     get = _Getter(cfg, problems)
 
     # optim
@@ -74,6 +75,14 @@ def config_problems(cfg: DictConfig) -> list[str]:
     accumulate = get.integer("trainer.accumulate_grad_batches")
     if accumulate is not None and accumulate < 1:
         problems.append(f"trainer.accumulate_grad_batches={accumulate} must be >= 1 (1: no accumulation)")
+    accelerator = str(cfg.trainer.get("accelerator"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        problems.append(
+            f"trainer.accelerator={accelerator} but torch sees no CUDA GPU here; use trainer.accelerator=cpu "
+            "(or trainer=auto), or install a CUDA build of torch on a machine with an NVIDIA GPU"
+        )
+    elif accelerator == "mps" and not torch.backends.mps.is_available():
+        problems.append("trainer.accelerator=mps but this machine has no Apple GPU; use trainer.accelerator=cpu")
     precision = cfg.trainer.get("precision")
     if precision is not None and str(precision) not in PRECISIONS:
         known = ", ".join(p for p in sorted(PRECISIONS) if "-" in p and "transformer" not in p)
@@ -140,6 +149,85 @@ def config_problems(cfg: DictConfig) -> list[str]:
     except LyricLMError as err:
         problems.append(str(err))
     return problems
+
+
+# The project's own groups: every key they take is in their YAML files, so a key added with `+` is a typo.
+# `model.config` passes any key on to the transformers config, so keys added there are welcome.
+OWN_GROUPS = ("model", "data", "optim", "runtime")
+FREE_FORM = ("model.config.",)
+# Names users bring from Hugging Face's run_clm.py / TrainingArguments and other trainers -> ours.
+ALIASES = {
+    "learning_rate": "optim.lr",
+    "lr": "optim.lr",
+    "weight_decay": "optim.weight_decay",
+    "adam_beta1": "optim.betas",
+    "adam_beta2": "optim.betas",
+    "adam_epsilon": "optim.eps",
+    "warmup": "optim.warmup_ratio",
+    "num_warmup_steps": "optim.warmup_steps",
+    "batch_size": "data.batch_size",
+    "per_device_train_batch_size": "data.batch_size",
+    "train_batch_size": "data.batch_size",
+    "max_seq_length": "data.block_size",
+    "seq_len": "data.block_size",
+    "context_length": "data.block_size",
+    "block_size": "data.block_size",
+    "num_train_epochs": "trainer.max_epochs",
+    "epochs": "trainer.max_epochs",
+    "max_epochs": "trainer.max_epochs",
+    "max_steps": "trainer.max_steps",
+    "gradient_accumulation_steps": "trainer.accumulate_grad_batches",
+    "model_name": "model.name_or_path",
+    "model_name_or_path": "model.name_or_path",
+    "train_file": "data.path",
+    "dataset": "data.path",
+    "data_path": "data.path",
+    "rank": "model.lora.r",
+}
+
+
+def added_key_problems(
+    cfg: DictConfig, overrides: list[str] | None = None, groups: set[str] | None = None
+) -> list[str]:
+    """Keys added with `+` to the project's own groups or the top level that no part of lyric_lm reads.
+
+    Hydra refuses an unknown key without `+` ("not in struct"), but `+optim.learning_rate=1` adds it and the run
+    would train with the setting silently ignored. Outside a Hydra run (tests composing a config) there is
+    nothing to check unless `overrides` and `groups` are given.
+    """
+    if overrides is None:
+        if not HydraConfig.initialized():
+            return []
+        overrides, groups = list(HydraConfig.get().overrides.task), set(HydraConfig.get().runtime.choices)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    problems = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if not override.is_add() or override.package is not None or key in groups:  # `++` sets or adds: the user's call
+            continue
+        top = key.split(".")[0]
+        if ("." in key and top not in OWN_GROUPS) or key.startswith(FREE_FORM) or top == "hydra":
+            continue
+        problems.append(f"{key} is not a setting of lyric_lm (added with +); {_closest(cfg, key)}")
+    return problems
+
+
+def _closest(cfg: DictConfig, key: str) -> str:
+    """`did you mean optim.lr?`, from known aliases or spelling; else the keys that exist there."""
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    siblings = [k for k in node if k != name] if isinstance(node, DictConfig) else []
+    alias = ALIASES.get(name.lower())
+    if alias is not None and alias != key and OmegaConf.select(cfg, alias, default="<missing>") != "<missing>":
+        return f"did you mean {alias}? (drop the +: known settings are set without it)"
+    close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.6)
+    if close:
+        return (
+            f"did you mean {f'{parent}.' if parent else ''}{close[0]}? (drop the +: known settings are set without it)"
+        )
+    where = f"{parent}" if parent else "the top level"
+    return f"the settings of {where} are: {', '.join(sorted(map(str, siblings)))}"
 
 
 def resolve_resume(cfg: DictConfig) -> tuple[str | None, Path]:
@@ -251,21 +339,3 @@ class _Getter:
             self.problems.append(f"{key}={value} must be a whole number")
             return None
         return None if value is None else int(value)
-
-
-def discard_unused_run_dir(run_dir: Path) -> None:
-    """Remove the dir Hydra made for a run that was rejected before it started, if it holds nothing else.
-
-    Hydra writes `.hydra/` and `train.log` before train() runs; a run refused for bad settings leaves no trace.
-    """
-    if not HydraConfig.initialized() or not run_dir.is_dir():
-        return
-    from hydra.types import RunMode
-
-    if HydraConfig.get().mode != RunMode.RUN or Path(HydraConfig.get().runtime.output_dir) != run_dir:
-        return
-    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        parent = run_dir.parent  # outputs/<date>/ when this was its only run
-        if parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()

@@ -1,0 +1,69 @@
+"""Run dirs: each run claims a folder of its own, and a run refused before it started removes only what it made.
+
+Hydra's default `outputs/<date>/<time>` names one folder per second: two runs started in the same second (a script
+starting several, a cluster array) would write into the same folder and overwrite each other's checkpoints. The
+`${lyric:new_dir,<path>}` resolver (conf/hydra/default.yaml) claims `<path>` with an atomic mkdir, or `<path>_2`,
+`<path>_3`, ... when another process got there first, so the claim is safe between processes and machines sharing
+a file system.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+# Folders this process created, by resolved path: the only ones it may remove again.
+_created: set[Path] = set()
+# base path -> the folder claimed for it: Hydra resolves `hydra.run.dir` several times during one run.
+_claimed: dict[str, str] = {}
+
+
+def new_dir(base: str) -> str:
+    """Claim a new folder `base` (or `base_2`, `base_3`, ... if taken) and return its path, the same on every call."""
+    if base in _claimed and Path(_claimed[base]).is_dir():
+        return _claimed[base]
+    parent = Path(base).parent
+    missing = [p for p in (parent, *parent.parents) if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    _created.update(p.resolve() for p in missing)
+    for n in range(1, 10_000):
+        path = base if n == 1 else f"{base}_{n}"
+        try:
+            os.mkdir(path)  # atomic: exactly one process succeeds for each name
+        except FileExistsError:
+            continue
+        _created.add(Path(path).resolve())
+        _claimed[base] = path
+        return path
+    raise FileExistsError(f"no free run dir next to {base}")
+
+
+def note_explicit_run_dir(argv: list[str]) -> None:
+    """Before Hydra starts: a `hydra.run.dir=<dir>` that does not exist yet will be made by this process."""
+    for arg in argv:
+        if arg.startswith("hydra.run.dir="):
+            path = Path(arg.split("=", 1)[1].strip("'\"")).expanduser().absolute()
+            _created.update(p.resolve() for p in (path, *path.parents) if not p.exists())
+
+
+def created_here(path: Path) -> bool:
+    """True if this process made `path` (through `new_dir`)."""
+    return path.resolve() in _created
+
+
+def discard_unused_run_dir(run_dir: Path, ours: frozenset[str] = frozenset({".hydra", "train.log"})) -> bool:
+    """Remove a run dir that this process created for a run refused before it started, if it holds only `ours`.
+
+    Hydra writes `.hydra/` and `train.log` before train() runs; a run refused for bad settings then leaves no
+    trace. A folder this process did not create (`hydra.run.dir=` naming an older one) is never removed, nor one
+    holding anything else. Returns True if it was removed.
+    """
+    if not run_dir.is_dir() or not created_here(run_dir) or not {p.name for p in run_dir.iterdir()} <= ours:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.resolve().parents:  # outputs/<date>/ (and outputs/) when made for this run alone
+        if not created_here(parent) or any(parent.iterdir()):
+            break
+        parent.rmdir()
+    return True
