@@ -14,6 +14,7 @@ from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 from omegaconf import DictConfig, OmegaConf
 
 from lyric_lm.checkpointing import LAST, check_checkpoint_file, checkpoint_files, latest_run_with
+from lyric_lm.data.reading import path_problem
 from lyric_lm.errors import LyricLMError
 from lyric_lm.hub import GPT2_SHAPES
 
@@ -117,9 +118,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
             f"data.block_size={block_size} exceeds the model's context of {context} tokens; "
             f"use data.block_size<={context}"
         )
-    data_path = cfg.data.get("path")
-    if data_path is not None and not Path(str(data_path)).expanduser().exists():
-        problems.append(f"data.path={data_path} does not exist; give a lyrics .txt file or a folder of them")
+    data_problem = path_problem(cfg.data.get("path"), str(cfg.data.get("format", "auto")))
+    if data_problem is not None:
+        problems.append(data_problem)
 
     # model
     model = cfg.model

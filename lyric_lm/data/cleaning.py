@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import unicodedata
 from collections import Counter
@@ -15,6 +16,8 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, Value
 
 from lyric_lm.errors import LyricLMError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,3 +185,26 @@ def summary_line(counts: dict[str, int], where: str) -> str:
     dropped = counts["read"] - counts["kept"]
     detail = f" ({format_drops(counts)})" if dropped else ""
     return f"read {counts['read']:,} songs from {where}, kept {counts['kept']:,}, dropped {dropped:,}{detail}"
+
+
+def warn_outsized_song(songs: Dataset) -> None:
+    """Log one line when a song holds over half the corpus's characters (of two songs or more): most often songs
+    run together for want of a separator, or a whole album pasted as one song."""
+    if len(songs) < 2:
+        return
+    batches = songs.select_columns(["text"]).with_format("arrow").iter(batch_size=100_000)  # bounded memory
+    chars = np.concatenate([pc.utf8_length(batch["text"]).to_numpy() for batch in batches])
+    row = int(chars.argmax())
+    if 2 * chars[row] <= chars.sum():
+        return
+    song = songs[row]
+    name = f'"{song["title"]}"' if song["title"] else f'starting "{song["text"].splitlines()[0][:40]}"'
+    log.warning(
+        "data: song %d of %d (%s) holds %s of the corpus's %s characters; several songs without a separator between "
+        "them (data.song_separator), or a whole album pasted as one song?",
+        row + 1,
+        len(songs),
+        name,
+        f"{chars[row]:,}",
+        f"{chars.sum():,}",
+    )

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,10 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import RandomSampler
 
-from lyric_lm.data.cleaning import CleanOptions, clean_songs, summary_line
+from lyric_lm.data.cache import SUMMARY, discard, entry_problem, make_temp_dir, remove_stale_temp_dirs, write_summary
+from lyric_lm.data.cleaning import CleanOptions, clean_songs, summary_line, warn_outsized_song
 from lyric_lm.data.packing import collate_blocks, pack_blocks, pad_songs, tokenize_songs
-from lyric_lm.data.reading import METADATA, read_songs, resolve_files
+from lyric_lm.data.reading import METADATA, SONG_SEPARATOR, read_songs, resolve_files
 from lyric_lm.data.splitting import split_songs
 from lyric_lm.errors import LyricLMError
 
@@ -82,6 +82,7 @@ class LyricsDataModule(L.LightningDataModule):
         artist_column: str | None = None,
         genre_column: str | None = None,
         encoding: str = "utf-8",
+        song_separator: str = SONG_SEPARATOR,
         hub_config: str | None = None,
         hub_split: str = "train",
         clean: dict[str, Any] | None = None,
@@ -109,6 +110,11 @@ class LyricsDataModule(L.LightningDataModule):
         self.format = format
         self.columns = {"text": text_column, "title": title_column, "artist": artist_column, "genre": genre_column}
         self.encoding = encoding
+        self.song_separator = str(song_separator or "").strip()
+        if not self.song_separator or "\n" in self.song_separator:
+            raise LyricLMError(
+                f"data.song_separator={song_separator!r} must be one line of text, e.g. data.song_separator=---"
+            )
         self.hub = {"config": hub_config, "split": hub_split}
         self.clean = CleanOptions.from_config(clean)
         self.filters = {"language": language, "min_chars": min_chars, "max_chars": max_chars, "max_songs": max_songs}
@@ -153,6 +159,7 @@ class LyricsDataModule(L.LightningDataModule):
                 "format": self.format,
                 "columns": self.columns,
                 "encoding": self.encoding,
+                "song_separator": self.song_separator,
                 "tokenizer": tokenizer_fingerprint(self.tokenizer),
                 "clean": self.clean.as_dict(),
                 "filters": self.filters,
@@ -174,33 +181,56 @@ class LyricsDataModule(L.LightningDataModule):
     # -- building the cache -------------------------------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        """Build the tokenized cache unless an identical one exists; a failure leaves no partial cache behind."""
+        """Build the tokenized cache unless a whole identical one exists (a damaged one is rebuilt); a failure
+        leaves no partial cache behind."""
         final = self.cache_path
-        if (final / "summary.json").is_file():
-            log.info("data: cache hit, %s (tokenization skipped)", final)
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.fingerprint}-", dir=self.cache_dir))
+        remove_stale_temp_dirs(self.cache_dir)
+        if final.exists():
+            problem = entry_problem(final)
+            if problem is None:
+                log.info("data: cache hit, %s (tokenization skipped)", final)
+                return
+            self._discard_damaged(problem)
+        tmp = make_temp_dir(self.cache_dir, self.fingerprint)
         try:
             self._build(tmp / "work", tmp / "out")
             try:
                 (tmp / "out").rename(final)  # atomic on one filesystem: readers see all of it or nothing
             except OSError:
-                if not (final / "summary.json").is_file():  # not another process finishing first: a real error
+                if entry_problem(final) is not None:  # not another run finishing first: a real error
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def _discard_damaged(self, problem: str) -> None:
+        """Move the damaged entry aside and delete it. Runs that find the same damage at once: one moves it, the
+        others find it gone; each then builds, and the first finished entry stays."""
+        log.warning("data: cache %s is damaged (%s); rebuilding", self.cache_path, problem)
+        try:
+            discard(self.cache_path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:  # e.g. Windows, where files another process has open cannot be moved
+            raise LyricLMError(
+                f"the damaged data cache {self.cache_path} could not be removed ({err}); delete that folder by hand"
+            ) from err
+
     def _build(self, work: Path, out: Path) -> None:
-        if self.format != "hub":
-            paths, _ = resolve_files(self.path, self.format)
+        fmt = self.format
+        if fmt != "hub":
+            paths, fmt = resolve_files(self.path, self.format)
             big = sum(p.stat().st_size for p in paths) > BIG_INPUT
             enable_progress_bars() if big else disable_progress_bars()  # small corpora: bars only clutter the log
         raw = read_songs(self.path, self.format, **self._read_args(), cache_dir=work)
         num_proc = self._num_proc(len(raw))
         songs, counts = clean_songs(raw, self.clean, **self.filters, num_proc=num_proc, where=self.where)
         log.info("data: %s", summary_line(counts, self.where))
-        splits = split_songs(songs, self.val_fraction, self.test_fraction, self.split_seed, self.split_by)
+        warn_outsized_song(songs)
+        # Too few songs to split is often a text file whose songs are parted by another line than the separator.
+        few = "add songs"
+        if fmt == "text":
+            few += f", or set data.song_separator (now {self.song_separator}) to the line between a file's songs"
+        splits = split_songs(songs, self.val_fraction, self.test_fraction, self.split_seed, self.split_by, few)
         blocks = self._tokenize(splits, num_proc)
         summary: dict[str, Any] = {"counts": counts, "fingerprint": self.fingerprint, "songs": {}, "blocks": {}}
         for split, ds in blocks.items():
@@ -221,12 +251,13 @@ class LyricsDataModule(L.LightningDataModule):
             )
         splits.save_to_disk(str(out / "songs"))
         blocks.save_to_disk(str(out / "blocks"))
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_summary(out, summary)
 
     def _read_args(self) -> dict[str, Any]:
         return {
             **{f"{field}_column": column for field, column in self.columns.items()},
             "encoding": self.encoding,
+            "song_separator": self.song_separator,
             "hub_config": self.hub["config"],
             "hub_split": self.hub["split"],
         }
@@ -276,15 +307,28 @@ class LyricsDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.blocks is not None:
             return
-        if not (self.cache_path / "summary.json").is_file():  # called outside a Trainer, without prepare_data
+        if not self.cache_path.exists() or entry_problem(self.cache_path) is not None:
+            self.prepare_data()  # called outside a Trainer, without prepare_data; or the cache broke meanwhile
+        try:
+            self._load()
+        except (OSError, ValueError, KeyError) as err:  # damage the size checks cannot see; rebuild once
+            self._discard_damaged(f"{type(err).__name__}: {err}".splitlines()[0])
             self.prepare_data()
-        self.summary = json.loads((self.cache_path / "summary.json").read_text())
-        self.songs = load_from_disk(str(self.cache_path / "songs"))
-        self.blocks = load_from_disk(str(self.cache_path / "blocks")).with_format("torch")
+            self._load()
         sizes = ", ".join(f"{s} {self.summary['songs'][s]:,} songs / {n:,} blocks" for s, n in self.blocks_per_split())
         log.info("data: %s [%s], blocks of %d tokens", sizes, self.cache_path, self.block_size)
         for split, share in self.summary.get("padding_share", {}).items():
             log.info("data: %s split is %.1f%% padding tokens (data.packing=false)", split, 100 * share)
+
+    def _load(self) -> None:
+        """Memory-map the cache entry; raises if a file is damaged or a split lacks rows the summary counts."""
+        summary = json.loads((self.cache_path / SUMMARY).read_text())
+        loaded = {name: load_from_disk(str(self.cache_path / name)) for name in ("songs", "blocks")}
+        for name, splits in loaded.items():
+            for split, ds in splits.items():
+                if len(ds) != summary[name][split]:
+                    raise ValueError(f"{name}/{split} holds {len(ds):,} rows of {summary[name][split]:,}")
+        self.summary, self.songs, self.blocks = summary, loaded["songs"], loaded["blocks"].with_format("torch")
 
     def blocks_per_split(self) -> list[tuple[str, int]]:
         return [(split, len(ds)) for split, ds in self.blocks.items()]

@@ -33,12 +33,17 @@ def split_groups(songs: Dataset, by: str) -> np.ndarray:
 
 
 def split_songs(
-    songs: Dataset, val_fraction: float, test_fraction: float = 0.0, seed: int = 1234, by: str = "song"
+    songs: Dataset,
+    val_fraction: float,
+    test_fraction: float = 0.0,
+    seed: int = 1234,
+    by: str = "song",
+    few_songs_hint: str = "add songs",
 ) -> DatasetDict:
     """`train`, `val` (and `test` if `test_fraction` > 0): seeded shuffles of whole groups (songs or artists).
 
     Each held-out split takes groups until it holds its fraction of the songs, so a split by artist may hold a few
-    songs more than the fraction.
+    songs more than the fraction. `few_songs_hint` ends the error for a split left empty (what the user can do).
     """
     n = len(songs)
     groups = split_groups(songs, by)
@@ -66,7 +71,7 @@ def split_songs(
             of = f"{n} songs by {len(sizes)} artists" if by == "artist" else f"{n} songs"
             raise LyricLMError(
                 f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} of {of} leave the {name} "
-                "split empty; use fractions that give every split at least one song, or add songs"
+                f"split empty; use fractions that give every split at least one song, or {few_songs_hint}"
             )
         parts[name] = songs.select(idx)
     return DatasetDict(parts)
