@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lyric_lm.errors import exit_on_user_error
-from lyric_lm.run_dir import note_explicit_run_dir
+from lyric_lm.run_dir import prepare_run_dir
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -18,5 +18,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    note_explicit_run_dir(sys.argv[1:])  # so that a refused run can remove a dir it made, and only such a dir
+    if (problem := prepare_run_dir(sys.argv[1:])) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

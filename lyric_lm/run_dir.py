@@ -39,12 +39,28 @@ def new_dir(base: str) -> str:
     raise FileExistsError(f"no free run dir next to {base}")
 
 
-def note_explicit_run_dir(argv: list[str]) -> None:
-    """Before Hydra starts: a `hydra.run.dir=<dir>` that does not exist yet will be made by this process."""
-    for arg in argv:
-        if arg.startswith("hydra.run.dir="):
-            path = Path(arg.split("=", 1)[1].strip("'\"")).expanduser().absolute()
-            _created.update(p.resolve() for p in (path, *path.parents) if not p.exists())
+def prepare_run_dir(argv: list[str]) -> str | None:
+    """Before Hydra starts: the problem with where this run will write, if any, as one line (None: fine).
+
+    Also notes a `hydra.run.dir=<dir>` that does not exist yet, as one this process will make. Hydra itself
+    would meet a read-only folder with a traceback while making the run dir.
+    """
+    if any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i") for a in argv):
+        return None  # prints and exits: writes nothing
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    target = next((a.split("=", 1)[1].strip("'\"") for a in argv if a.startswith(key)), "outputs")
+    path = Path(target).expanduser().absolute()
+    if not multirun:
+        _created.update(p.resolve() for p in (path, *path.parents) if not p.exists())
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not a folder" if not existing.is_dir() else "cannot be written (read-only or no permission)"
+        return (
+            f"the run dir {path} cannot be made: {existing} {why}; "
+            f"start from a folder you can write to, or set {key}<a writable dir>"
+        )
+    return None
 
 
 def created_here(path: Path) -> bool:

@@ -119,3 +119,25 @@ def test_the_exit_code_of_a_signal_stop_is_what_a_shell_reports():
 
     assert RunStopped("stopped", signal.SIGTERM).exit_code == 143
     assert RunStopped("stopped", signal.SIGINT).exit_code == 130
+
+
+def test_an_unwritable_run_dir_is_one_line_before_hydra_starts(tmp_path, monkeypatch):
+    from lyric_lm import run_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_dir.os, "access", lambda path, mode: False)  # a read-only file system, even for root
+    problem = run_dir.prepare_run_dir(["model=tiny"])
+    assert problem.startswith(f"the run dir {tmp_path / 'outputs'} cannot be made: {tmp_path} cannot be written")
+    assert run_dir.prepare_run_dir(["model=tiny", "--cfg", "job"]) is None  # printing the config writes nothing
+
+
+@pytest.mark.slow
+def test_a_run_dir_under_a_file_stops_the_command_line_with_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    proc = run_cli("model=tiny", f"hydra.run.dir={tmp_path / 'notes.txt' / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    notes = tmp_path / "notes.txt"
+    assert proc.stderr.strip().splitlines() == [
+        f"error: the run dir {notes / 'run'} cannot be made: {notes} is not a folder; "
+        "start from a folder you can write to, or set hydra.run.dir=<a writable dir>"
+    ]
