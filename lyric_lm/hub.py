@@ -18,12 +18,27 @@ GPT2_SHAPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+# Hugging Face's offline switches: the hub's own, and the older per-library ones that still apply.
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def offline_mode() -> str | None:
+    """The offline variable the user set (e.g. `HF_HUB_OFFLINE`), or None: the libraries then use their caches only."""
+    return next((v for v in OFFLINE_VARIABLES if os.environ.get(v, "0").lower() in ("1", "true", "yes", "on")), None)
+
+
+def unreachable_reason() -> str:
+    """Why the hub cannot be reached, for error messages."""
+    variable = offline_mode()
+    return f"offline mode is set ({variable}=1)" if variable else "the Hugging Face hub is unreachable"
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """True if the hub's host accepts a TCP connection (or a proxy is set, which we cannot probe).
+    """True if the hub's host accepts a TCP connection (or a proxy is set, which we cannot probe); False offline.
 
     transformers would otherwise retry for about a minute and print a page of warnings before failing.
     """
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if offline_mode():
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
@@ -52,7 +67,7 @@ def resolve_pretrained(name_or_path: str, what: str = "model") -> tuple[str, dic
     if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
         return name_or_path, {"local_files_only": True}
     raise LyricLMError(
-        f"{what} '{name_or_path}' cannot be downloaded (the Hugging Face hub is unreachable) and is not in the "
+        f"{what} '{name_or_path}' cannot be downloaded ({unreachable_reason()}) and is not in the "
         "local cache; train offline with model=tiny or model.from_scratch=true, "
         "or set model.name_or_path=/path/to/local/dir"
     )

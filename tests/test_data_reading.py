@@ -140,8 +140,17 @@ def test_missing_named_column_lists_the_columns(tmp_path):
         read_songs(csv, text_column="words")
 
 
-def test_hub_dataset_offline_is_a_user_error():
+def test_hub_dataset_offline_is_a_user_error(monkeypatch):
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
     with pytest.raises(LyricLMError, match="hub dataset someone/lyrics cannot be loaded: the Hugging Face hub is"):
+        read_songs("someone/lyrics", fmt="hub")
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
+def test_hub_dataset_missing_from_the_cache_in_offline_mode_is_one_line(variable, monkeypatch):
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(LyricLMError, match=f"not in the local cache and offline mode is set \\({variable}=1\\)"):
         read_songs("someone/lyrics", fmt="hub")
 
 

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, Value, load_dataset
 
 from lyric_lm.errors import LyricLMError
+from lyric_lm.hub import hub_reachable, offline_mode
 
 log = logging.getLogger(__name__)
 
@@ -279,11 +280,7 @@ def read_songs(
 
 
 def _load_hub(name: str, config: str | None, split: str) -> Dataset:
-    import os
-
-    from lyric_lm.hub import hub_reachable
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")  # then datasets uses its cache
+    offline = offline_mode()  # then datasets uses its cache
     if not offline and not hub_reachable():  # datasets would retry for a long while before failing
         raise LyricLMError(
             f"hub dataset {name} cannot be loaded: the Hugging Face hub is unreachable; set HF_HUB_OFFLINE=1 to use "
@@ -293,6 +290,12 @@ def _load_hub(name: str, config: str | None, split: str) -> Dataset:
         with quiet_datasets_errors():
             return load_dataset(name, config, split=split)
     except Exception as err:
+        if offline:
+            raise LyricLMError(
+                f"hub dataset {name} is not in the local cache and offline mode is set ({offline}=1); unset "
+                f"{offline} on a machine with network access to download it, or download its files and point "
+                "data.path at them"
+            ) from err
         raise LyricLMError(
             f"hub dataset {name} (config {config}, split {split}) could not be loaded ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); check the id and the network, or download it and "
