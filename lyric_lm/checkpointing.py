@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,50 +15,34 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from lyric_lm.errors import LyricLMError
+from lyric_lm.safe_files import atomic_write
 
 log = logging.getLogger(__name__)
 
 LAST = "last.ckpt"
+# What to do when a checkpoint cannot be written (full disk, read-only folder).
+SAVE_FAILED = (
+    "free space or make it writable, then resume (resume=auto run_dir=<run>), or train elsewhere (hydra.run.dir=<dir>)"
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save into a temporary file next to the target, fsync, then rename over it.
+    """torch.save into a temporary file next to the target, fsync, then rename over it; load as data only.
 
     A rename within one folder is atomic on POSIX file systems, so a kill during a save leaves the previous
-    checkpoint whole (plus at most a stray `.tmp` file), never a truncated one. Unlike Lightning's default,
-    the checkpoint is not first serialized into memory, which doubles peak RAM for GPT-2-sized states.
+    checkpoint whole, never a truncated one. Unlike Lightning's default, the checkpoint is not first serialized
+    into memory, which doubles peak RAM for GPT-2-sized states.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if "://" in str(path):  # remote file systems: Lightning's fsspec transaction
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        with atomic_write(path, SAVE_FAILED) as f:
+            torch.save(checkpoint, f)
 
     def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only: bool | None = None):
-        check_checkpoint_file(path)
-        try:
-            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except Exception as err:
-            raise LyricLMError(
-                f"checkpoint {path} cannot be loaded ({type(err).__name__}); "
-                "point ckpt_path at another checkpoint, e.g. an earlier step*.ckpt of the same run"
-            ) from err
+        # Resuming reads a checkpoint as data only, whatever Lightning asks for: see read_checkpoint.
+        return read_checkpoint(path, map_location=map_location)
 
 
 def check_checkpoint_file(path) -> None:
@@ -71,10 +54,39 @@ def check_checkpoint_file(path) -> None:
     if not path.is_file():
         raise LyricLMError(f"checkpoint {path} does not exist; check the path (checkpoints are in <run>/checkpoints/)")
     if not zipfile.is_zipfile(path):
+        raise LyricLMError(f"checkpoint {path} is truncated or not a PyTorch checkpoint; {OTHER_CHECKPOINT}")
+
+
+OTHER_CHECKPOINT = "point ckpt_path at another checkpoint, e.g. an earlier step*.ckpt of the same run"
+
+
+def read_checkpoint(path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """The contents of a lyric_lm checkpoint, read as data only; one line naming the file when it is not one.
+
+    `weights_only=True` makes torch rebuild tensors, containers and plain values and nothing else, so a file
+    carrying other Python objects (whose unpickling can run any code) is refused before any of it runs. Passed
+    explicitly it also holds under TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1: torch 2.13 lets that variable override only
+    a torch.load call that leaves weights_only unset (torch/serialization.py). `mmap=True` reads no tensor data
+    until it is used: for a look at the metadata.
+    """
+    check_checkpoint_file(path)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, mmap=mmap, weights_only=True)
+    except pickle.UnpicklingError as err:
         raise LyricLMError(
-            f"checkpoint {path} is truncated or not a PyTorch checkpoint; "
-            "point ckpt_path at another checkpoint, e.g. an earlier step*.ckpt of the same run"
+            f"checkpoint {path} holds Python objects other than tensors and plain values, and was refused: "
+            f"loading them could run code; {OTHER_CHECKPOINT}"
+        ) from err
+    except Exception as err:  # a damaged or foreign archive: RuntimeError, EOFError, ValueError, ... from torch
+        raise LyricLMError(
+            f"checkpoint {path} is damaged or not a PyTorch checkpoint ({type(err).__name__}); {OTHER_CHECKPOINT}"
+        ) from err
+    if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():
+        raise LyricLMError(
+            f"checkpoint {path} is not a lyric_lm checkpoint (it has no state_dict and hyper_parameters); "
+            f"{OTHER_CHECKPOINT}"
         )
+    return checkpoint
 
 
 class LyricCheckpoint(ModelCheckpoint):

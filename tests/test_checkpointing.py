@@ -13,7 +13,7 @@ from tests.conftest import TINY, compose_train
 def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
-    io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, path)
+    io.save_checkpoint({"global_step": 1, "state_dict": {"w": torch.ones(3)}, "hyper_parameters": {}}, path)
 
     def dies_halfway(obj, f, *args, **kwargs):
         f.write(b"PK\x03\x04 half a checkpoint")
