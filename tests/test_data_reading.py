@@ -8,6 +8,7 @@ import pytest
 
 from lyric_lm.data.reading import read_songs
 from lyric_lm.errors import LyricLMError
+from lyric_lm.hub import OFFLINE_VARIABLES
 
 
 def write(path, text: str | None):
@@ -141,7 +142,7 @@ def test_missing_named_column_lists_the_columns(tmp_path):
 
 
 def test_hub_dataset_offline_is_a_user_error(monkeypatch):
-    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    for variable in OFFLINE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     with pytest.raises(LyricLMError, match="hub dataset someone/lyrics cannot be loaded: the Hugging Face hub is"):
         read_songs("someone/lyrics", fmt="hub")
@@ -149,6 +150,8 @@ def test_hub_dataset_offline_is_a_user_error(monkeypatch):
 
 @pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
 def test_hub_dataset_missing_from_the_cache_in_offline_mode_is_one_line(variable, monkeypatch):
+    for other in OFFLINE_VARIABLES:
+        monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(variable, "1")
     with pytest.raises(LyricLMError, match=f"not in the local cache and offline mode is set \\({variable}=1\\)"):
         read_songs("someone/lyrics", fmt="hub")
