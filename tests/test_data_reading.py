@@ -153,6 +153,9 @@ def test_hub_dataset_missing_from_the_cache_in_offline_mode_is_one_line(variable
     for other in OFFLINE_VARIABLES:
         monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(variable, "1")
+    # The libraries read the variable when imported, as they would in a process started with it set.
+    monkeypatch.setattr("datasets.config.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(LyricLMError, match=f"not in the local cache and offline mode is set \\({variable}=1\\)"):
         read_songs("someone/lyrics", fmt="hub")
 
