@@ -215,6 +215,7 @@ def data_of_run(ckpt_path: str, data_path: str | None) -> dict[str, Any]:
     """The `data` settings the checkpoint's run trained with (the builtin defaults if its config is gone)."""
     from omegaconf import OmegaConf
 
+    from lyric_lm.errors import LyricLMError
     from lyric_lm.export import run_config_of
 
     run_cfg = run_config_of(ckpt_path)
@@ -224,6 +225,10 @@ def data_of_run(ckpt_path: str, data_path: str | None) -> dict[str, Any]:
         default = Path(__file__).resolve().parents[1] / "conf" / "data" / "sample.yaml"
         data = OmegaConf.to_container(OmegaConf.load(default)) if default.is_file() else {}
     if data_path:
+        # Named as the user typed it (data_path=, not the run's data.path), and found before any sampling.
+        local = data.get("format") != "hub" and not any(c in str(data_path) for c in "*?[")
+        if local and not Path(data_path).expanduser().exists():
+            raise LyricLMError(f"data_path={data_path} does not exist; give a lyrics file or folder, or leave it unset")
         data["path"] = data_path
     return data
 
@@ -250,29 +255,34 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     from lyric_lm.errors import LyricLMError
     from lyric_lm.export import global_step_of, hf_model_of, load_checkpoint, run_dir_of
     from lyric_lm.generation import Sampling, generate_songs, header_order, read_prompts, write_jsonl
+    from lyric_lm.safe_files import user_write_errors
     from lyric_lm.tokenizer import load_tokenizer
 
     hf_logging.disable_progress_bar()
     sampling = Sampling.from_config(cfg)
-    if int(cfg.get("ngram", 8)) < 1:
-        raise LyricLMError(f"ngram={cfg.get('ngram')} is out of range; ngram must be at least 1")
+    ngram = cfg.get("ngram", 8)
+    if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 1:
+        raise LyricLMError(f"ngram={ngram} is out of range; ngram must be a whole number, at least 1")
     prompts = read_prompts(cfg.get("prompt"), cfg.get("prompt_file"))
     ckpt_path = cfg.get("ckpt_path")
     module = load_checkpoint(ckpt_path)
+    out = Path(cfg.get("output_dir") or run_dir_of(ckpt_path) / "eval").expanduser()
+    if out.exists() and not out.is_dir():  # found now, not after minutes of sampling
+        raise LyricLMError(f"output_dir={out} is a file; give a folder for metrics.json, report.md and samples.jsonl")
+    data = data_of_run(ckpt_path, cfg.get("data_path"))
     model_cfg = module.hparams["model"]
     tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
     model = hf_model_of(module)
 
-    data = data_of_run(ckpt_path, cfg.get("data_path"))
     datamodule = LyricsDataModule(tokenizer=tokenizer, **data)
     split, loader, train_texts = held_out_and_training(datamodule, data)
     ppl = token_perplexity(model, loader)
 
     header = {field: cfg.get(field) for field in header_order(cfg.get("ckpt_path"), None)}
     records = generate_songs(model, tokenizer, prompts, sampling, header)
-    gen = lyric_metrics([r["text"] for r in records], train_texts, int(cfg.get("ngram", 8)))
+    gen = lyric_metrics([r["text"] for r in records], train_texts, ngram)
     # Memorisation counts only what the model wrote, not the prompt it was given.
-    gen["memorisation"] = memorisation([r["completion"] for r in records], train_texts, int(cfg.get("ngram", 8)))
+    gen["memorisation"] = memorisation([r["completion"] for r in records], train_texts, ngram)
     step = global_step_of(ckpt_path)
     metrics = {
         "ckpt_path": str(ckpt_path),
@@ -284,17 +294,17 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "generation": gen,
     }
 
-    out = Path(cfg.get("output_dir") or run_dir_of(ckpt_path) / "eval").expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(records, out / "samples.jsonl")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     report = report_markdown(metrics, [r["text"] for r in records])
-    (out / "report.md").write_text(report, encoding="utf-8")
-    writer = SummaryWriter(str(out / "tensorboard"))
-    for name, value in scalar_metrics(metrics).items():
-        writer.add_scalar(name, value, global_step=step or 0)
-    writer.add_text("eval/report", report, global_step=step or 0)
-    writer.close()
+    with user_write_errors(out, "free some space or give another output_dir="):
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(records, out / "samples.jsonl")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        (out / "report.md").write_text(report, encoding="utf-8")
+        writer = SummaryWriter(str(out / "tensorboard"))
+        for name, value in scalar_metrics(metrics).items():
+            writer.add_scalar(name, value, global_step=step or 0)
+        writer.add_text("eval/report", report, global_step=step or 0)
+        writer.close()
     print(report.split("\n## Samples")[0])
     print(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'samples.jsonl'} and TensorBoard events")
     return metrics

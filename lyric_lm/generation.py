@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from transformers.utils import logging as hf_logging
 from lyric_lm.data.conditioning import with_header
 from lyric_lm.errors import LyricLMError
 from lyric_lm.hub import resolve_pretrained
+from lyric_lm.safe_files import atomic_write
 from lyric_lm.tokenizer import load_tokenizer
 
 # Header fields a prompt may be conditioned on, in the order the lyrics format writes them (data/reading.py).
@@ -37,6 +40,13 @@ class Sampling:
     seed: int = 0  # same seed, settings and model: the same songs on CPU
 
     def __post_init__(self) -> None:
+        # Types first (a command line gives num_samples=1.5 or seed=x as they are), so the range checks can compare.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(f.default, int) and (isinstance(value, bool) or not isinstance(value, int)):
+                raise LyricLMError(f"{f.name}={value} is not a whole number; give an integer such as {f.default}")
+            if isinstance(f.default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise LyricLMError(f"{f.name}={value} is not a number; give one such as {f.default}")
         checks = [
             ("num_samples", self.num_samples >= 1, "at least 1"),
             ("max_new_tokens", self.max_new_tokens >= 1, "at least 1"),
@@ -145,6 +155,25 @@ def song_prompt(prompt: str, header: Mapping[str, str | None]) -> str:
     return with_header(prompt, header, list(header))
 
 
+def context_length(model: PreTrainedModel) -> int | None:
+    """Tokens the model can see at once, prompt and new tokens together (GPT-2: n_positions); None if unknown."""
+    value = getattr(model.config, "max_position_embeddings", None)  # GPT-2's config maps this name to n_positions
+    return value if isinstance(value, int) else None
+
+
+def new_token_limit(prompt: str, prompt_tokens: int, max_new_tokens: int, context: int | None) -> int:
+    """`max_new_tokens`, cut to what fits in the context after the prompt (GPT-2 has no positions past it)."""
+    if context is None:
+        return max_new_tokens
+    if prompt_tokens >= context:
+        shown = prompt if len(prompt) <= 40 else prompt[:40] + "..."
+        raise LyricLMError(
+            f"prompt {shown!r} is {prompt_tokens} tokens with its header, and the model's context is {context} "
+            "tokens; shorten the prompt"
+        )
+    return min(max_new_tokens, context - prompt_tokens)
+
+
 @torch.no_grad()
 def generate_songs(
     model: PreTrainedModel,
@@ -157,20 +186,35 @@ def generate_songs(
 
     Each prompt is sampled from its own seed (`seed + prompt index`), so a song does not change when other
     prompts are added. The global RNG is restored afterwards, so sampling inside training changes nothing else.
+    A song ends at max_new_tokens or where the model's context does, whichever comes first (a note says so).
     """
     header = {k: v for k, v in (header or {}).items() if v}
-    gen_cfg = sampling.generation_config(tokenizer)
     device = next(model.parameters()).device
+    context = context_length(model)
+    # Every prompt tokenized and checked before any is sampled: one that fills the context fails at once.
+    jobs = []  # (prompt, text the model continues, its token ids, new tokens it may have)
+    for prompt in prompts:
+        text_in = song_prompt(prompt, header)
+        # Songs follow an EOS in training (they are packed song, EOS, song, ...), so EOS means "a new song".
+        ids = [tokenizer.eos_token_id] + tokenizer(text_in, add_special_tokens=False)["input_ids"]
+        jobs.append((prompt, text_in, ids, new_token_limit(prompt, len(ids), sampling.max_new_tokens, context)))
+    capped = sorted({limit for *_, limit in jobs if limit < sampling.max_new_tokens})
+    if capped:
+        at = str(capped[0]) if len(capped) == 1 else f"{capped[0]}-{capped[-1]} (by prompt length)"
+        print(
+            f"note: max_new_tokens={sampling.max_new_tokens} capped at {at}: the model's context is {context} tokens",
+            file=sys.stderr,
+        )
     records = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for i, prompt in enumerate(prompts):
-            text_in = song_prompt(prompt, header)
-            # Songs follow an EOS in training (they are packed song, EOS, song, ...), so EOS means "a new song".
-            ids = [tokenizer.eos_token_id] + tokenizer(text_in, add_special_tokens=False)["input_ids"]
+        for i, (prompt, text_in, ids, limit) in enumerate(jobs):
             input_ids = torch.tensor([ids], device=device)  # (1, T)
+            fitted = replace(sampling, max_new_tokens=limit, min_new_tokens=min(sampling.min_new_tokens, limit))
             torch.manual_seed(sampling.seed + i)
             out = model.generate(
-                input_ids, attention_mask=torch.ones_like(input_ids), generation_config=gen_cfg
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=fitted.generation_config(tokenizer),
             )  # (num_samples, T + new)
             for j, seq in enumerate(out):
                 new = seq[len(ids) :].tolist()
@@ -187,7 +231,7 @@ def generate_songs(
                         "completion": completion,
                         "new_tokens": len(new),
                         "ended": ended,
-                        **asdict(sampling),
+                        **asdict(fitted),  # the settings as sampled: max_new_tokens capped to the context
                         "prompt_seed": sampling.seed + i,
                     }
                 )
@@ -204,13 +248,25 @@ def format_songs(records: Sequence[Mapping[str, Any]]) -> str:
     return "".join(blocks)
 
 
+def check_output_file(output_file: str | Path) -> None:
+    """Fail before sampling, not after, when `output_file` cannot be written: a folder, or no writable folder."""
+    path = Path(output_file).expanduser()
+    if path.is_dir():
+        raise LyricLMError(f"output_file={output_file} is a directory; give a file name such as {path}/songs.jsonl")
+    folder = path.parent
+    while not folder.exists():  # the nearest folder that exists is where the missing ones will be made
+        folder = folder.parent
+    if not folder.is_dir():
+        raise LyricLMError(f"output_file={output_file}: {folder} is a file, not a folder; give another output_file=")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LyricLMError(f"output_file={output_file}: {folder} is not writable; give another output_file=")
+
+
 def write_jsonl(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """One JSON object per line; written to a temporary name first, so a failure leaves no half file."""
+    """One JSON object per line; written whole or not at all (safe_files.atomic_write)."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_write(path, "free some space or write the songs to another folder") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
     return path
 
 
@@ -219,6 +275,8 @@ def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     hf_logging.disable_progress_bar()  # the songs are the output; no loading bars around them
     sampling = Sampling.from_config(cfg)  # before loading anything: a bad value fails at once
     prompts = read_prompts(cfg.get("prompt"), cfg.get("prompt_file"))
+    if cfg.get("output_file"):
+        check_output_file(cfg["output_file"])
     order = header_order(cfg.get("ckpt_path"), cfg.get("model_dir"))
     header = {field: cfg.get(field) for field in order}
     model, tokenizer = load_for_generation(cfg.get("ckpt_path"), cfg.get("model_dir"), cfg.get("tokenizer"))

@@ -7,6 +7,7 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lyric_lm.errors import LyricLMError
 from lyric_lm.evaluation import (
     distinct_n,
     end_rhyme_rate,
@@ -102,6 +103,16 @@ def test_evaluate_writes_metrics_report_and_tensorboard(tiny_run, tmp_path):
     assert {"eval/distinct_1", "eval/memorised_ngram_share", f"eval/{metrics['eval_split']}_ppl"} <= set(
         events.Tags()["scalars"]
     )
+
+
+def test_bad_output_dir_or_data_path_is_one_line(tiny_run, tmp_path):
+    cfg = {"ckpt_path": str(tiny_run / "checkpoints" / "last.ckpt"), "num_samples": 1, "max_new_tokens": 4}
+    (tmp_path / "eval").write_text("a file")
+    with pytest.raises(LyricLMError, match=f"^output_dir={tmp_path / 'eval'} is a file; give a folder"):
+        evaluate({**cfg, "output_dir": str(tmp_path / "eval")})
+    with pytest.raises(LyricLMError, match=f"^data_path={tmp_path / 'none.txt'} does not exist"):
+        evaluate({**cfg, "output_dir": str(tmp_path / "out"), "data_path": str(tmp_path / "none.txt")})
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

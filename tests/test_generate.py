@@ -38,6 +38,48 @@ def test_out_of_range_sampling_value_is_named(key, value):
         Sampling(**{key: value})
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("num_samples", 1.5), ("top_k", 2.5), ("max_new_tokens", "abc"), ("seed", "x"), ("temperature", "hot")],
+)
+def test_a_value_of_the_wrong_type_is_named(key, value):
+    with pytest.raises(LyricLMError, match=rf"^{key}={value} is not a (whole )?number; give"):
+        Sampling(**{key: value})
+
+
+def tiny_model(n_positions: int):
+    """A 1-layer GPT-2 with a context of `n_positions` tokens, and GPT-2's tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from lyric_lm.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=n_positions)
+    return GPT2LMHeadModel(config).eval(), load_tokenizer("gpt2", "bundled")
+
+
+def test_songs_stop_at_the_models_context(capsys):
+    model, tok = tiny_model(n_positions=32)
+    # min_new_tokens as large: no EOS, so every song runs until the context is full.
+    sampling = Sampling(max_new_tokens=1_000_000_000, min_new_tokens=1_000_000_000)
+    free, river = generate_songs(model, tok, ["", "Down by the river"], sampling)
+    river_tokens = 1 + len(tok("Down by the river")["input_ids"])  # EOS + the prompt: 5 tokens
+    assert free["new_tokens"] == free["max_new_tokens"] == 32 - 1
+    assert river["new_tokens"] == river["max_new_tokens"] == 32 - river_tokens
+    assert not free["ended"]
+    assert not river["ended"]
+    assert capsys.readouterr().err == (
+        f"note: max_new_tokens=1000000000 capped at {32 - river_tokens}-31 (by prompt length): "
+        "the model's context is 32 tokens\n"
+    )
+
+
+def test_a_prompt_that_fills_the_context_fails_before_sampling():
+    model, tok = tiny_model(n_positions=8)
+    with pytest.raises(LyricLMError, match=r"is \d+ tokens with its header, and the model's context is 8 tokens"):
+        generate_songs(model, tok, ["", "one two three four five six seven eight"], Sampling(max_new_tokens=4))
+
+
 def test_prompts_from_values_and_file(tmp_path):
     assert read_prompts() == [""]  # the model starts a song by itself
     assert read_prompts("Down by the river") == ["Down by the river"]
@@ -138,6 +180,44 @@ def test_cli_bad_value_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: top_p=1.5 is out of range; top_p must be in (0, 1]"
+
+
+@pytest.mark.slow
+def test_cli_default_settings_fit_the_quickstart_context(tiny_run, tmp_path):
+    # max_new_tokens=256 by default, the tiny model's context is 256 tokens: capped, with a note.
+    proc = run_generate(f"ckpt_path={tiny_run}/checkpoints/last.ckpt", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "note: max_new_tokens=256 capped at 255: the model's context is 256 tokens" in proc.stderr
+    assert "song 1/1" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("arg", "error"),
+    [
+        ("num_samples=1.5", "error: num_samples=1.5 is not a whole number; give an integer such as 1"),
+        ("output_file=songs", "error: output_file=songs is a directory; give a file name such as songs/songs.jsonl"),
+    ],
+)
+def test_cli_bad_setting_is_one_line_before_sampling(tiny_run, tmp_path, arg, error):
+    (tmp_path / "songs").mkdir()
+    proc = run_generate(f"ckpt_path={tiny_run}/checkpoints/last.ckpt", arg, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == error
+    assert proc.stdout == ""  # nothing sampled
+    assert [p.name for p in tmp_path.rglob("*")] == ["songs"]  # no stray .tmp
+
+
+def test_write_jsonl_into_a_directory_fails_before_sampling(tmp_path):
+    from lyric_lm.generation import generate
+
+    (tmp_path / "songs.jsonl").mkdir()
+    cfg = {"model_dir": "gpt2", "output_file": str(tmp_path / "songs.jsonl")}
+    with pytest.raises(LyricLMError, match="is a directory; give a file name"):
+        generate(cfg)  # before loading any model: gpt2 is not reachable offline
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LyricLMError, match=f"{tmp_path / 'file'} is a file, not a folder"):
+        generate({**cfg, "output_file": str(tmp_path / "file" / "songs.jsonl")})
 
 
 @pytest.mark.parametrize(
