@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
 from transformers import PreTrainedModel
 
+from lyric_lm.checkpointing import read_checkpoint
 from lyric_lm.errors import LyricLMError
-from lyric_lm.generation import Sampling
+from lyric_lm.generation import Sampling, context_length
 from lyric_lm.model import merged_hf_model
 from lyric_lm.module import LyricLM
+from lyric_lm.safe_files import give_default_modes, temp_path_beside, user_write_errors
 from lyric_lm.tokenizer import load_tokenizer
+
+# Written into every export folder: the names of the files that export wrote, which the next export replaces.
+EXPORT_LIST = ".lyric_lm_export.json"
 
 
 def load_checkpoint(ckpt_path: str | Path) -> LyricLM:
-    """LyricLM from a Lightning checkpoint, on CPU, offline; one clear error when the file is not there."""
+    """LyricLM from a Lightning checkpoint, on CPU, offline, read as data only; one clear line for a bad file."""
     if not ckpt_path:
         raise LyricLMError("no checkpoint given; set ckpt_path=<run>/checkpoints/last.ckpt")
     path = Path(ckpt_path).expanduser()
@@ -32,12 +36,13 @@ def load_checkpoint(ckpt_path: str | Path) -> LyricLM:
         raise LyricLMError(
             f"checkpoint {ckpt_path} does not exist; give a file such as outputs/<date>/<time>/checkpoints/last.ckpt"
         )
-    return LyricLM.load_from_checkpoint(path, map_location="cpu").eval()
+    read_checkpoint(path, mmap=True)  # refuses code, damage and foreign files; memory-mapped: no weights are read
+    return LyricLM.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
 
 
 def global_step_of(ckpt_path: str | Path) -> int | None:
     """The optimizer step a checkpoint was saved at (memory-mapped: the weights are not read again)."""
-    return torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False).get("global_step")
+    return read_checkpoint(ckpt_path, mmap=True).get("global_step")
 
 
 def hf_model_of(module: LyricLM) -> PreTrainedModel:
@@ -69,37 +74,99 @@ def export_checkpoint(
 ) -> Path:
     """Write model, tokenizer, GenerationConfig (save_pretrained) and README.md to `output_dir` (<run>/hf_model).
 
-    Written to a temporary folder beside the target and moved into place at the end, so a failure never leaves a
-    half-written model behind (nor destroys a previous export).
+    Built in a temporary folder beside the target and moved into place at the end, so a failure never leaves a
+    half-written model behind (nor destroys a previous export). The folder gets a list of the files written
+    (EXPORT_LIST): a later export replaces those and keeps whatever else the user put beside them.
     """
-    module = load_checkpoint(ckpt_path)
     out = Path(output_dir).expanduser() if output_dir else run_dir_of(ckpt_path) / "hf_model"
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "config.json").is_file())):
-        raise LyricLMError(
-            f"output_dir={out} exists and is not a model export; give a new or empty folder (an old export is replaced)"
-        )
+    previous = previous_export(out)  # before the slow part: a folder that is not ours fails at once
+    module = load_checkpoint(ckpt_path)
     run_config = run_config if run_config is not None else run_config_of(ckpt_path)
     model_cfg = module.hparams["model"]
     tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
     model = hf_model_of(module)
-    # What `transformers.pipeline("text-generation")` and model.generate() use when given nothing else.
-    model.generation_config = Sampling().generation_config(tokenizer)
+    # What `transformers.pipeline("text-generation")` and model.generate() use when given nothing else; at most half
+    # the context, so a prompt fits before it (GPT-2 has no position past n_positions).
+    context = context_length(model)
+    max_new = min(Sampling.max_new_tokens, context // 2) if context else Sampling.max_new_tokens
+    model.generation_config = Sampling(max_new_tokens=max_new).generation_config(tokenizer)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(
-            model_card(module.hparams, run_config, global_step_of(ckpt_path), val_loss, Path(ckpt_path).name),
-            encoding="utf-8",
-        )
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    fix = f"free some space or give another output_dir= (now {out})"
+    tmp = temp_path_beside(out)
+    with user_write_errors(out.parent, fix):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()  # as mkdir makes folders (0o777 less the umask), not 0o700 as tempfile.mkdtemp would
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "README.md").write_text(
+                model_card(module.hparams, run_config, global_step_of(ckpt_path), val_loss, Path(ckpt_path).name),
+                encoding="utf-8",
+            )
+            written = sorted(p.name for p in tmp.iterdir())
+            (tmp / EXPORT_LIST).write_text(json.dumps({"files": written}, indent=1) + "\n", encoding="utf-8")
+            give_default_modes(tmp)
+            move_into(tmp, out, previous)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # ours alone; empty after a move
     return out
+
+
+def previous_export(out: Path) -> list[str]:
+    """The names an earlier export wrote into `out` (to be replaced); refuses a folder that is not an export."""
+    if out.exists() and not out.is_dir():
+        raise LyricLMError(f"output_dir={out} is a file; give a folder for the exported model")
+    listing = out / EXPORT_LIST
+    if listing.is_file():
+        try:
+            names = json.loads(listing.read_text(encoding="utf-8")).get("files")
+        except (ValueError, AttributeError):
+            names = None
+        if not isinstance(names, list):
+            raise LyricLMError(f"{listing} is damaged; delete the old export yourself or give a new output_dir=")
+        # Plain names inside the folder only: an edited list must not reach other files.
+        return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")]
+    if out.is_dir() and any(out.iterdir()):
+        raise LyricLMError(
+            f"output_dir={out} holds files that export.py did not write (no {EXPORT_LIST}); "
+            "give a new or empty folder with output_dir="
+        )
+    return []
+
+
+def move_into(tmp: Path, out: Path, previous: list[str]) -> None:
+    """Put the new export (the entries of `tmp`) in `out` in place of the `previous` one; everything else stays.
+
+    A new folder is one rename. In an existing one the previous export's entries are moved aside first and moved
+    back if anything fails, so a failure leaves the previous export as it was.
+    """
+    if not out.exists():
+        tmp.rename(out)
+        return
+    new = sorted((p.name for p in tmp.iterdir()), key=lambda name: name == EXPORT_LIST)  # the list last: marks it whole
+    clash = next((n for n in new if (out / n).exists() and n not in previous and n != EXPORT_LIST), None)
+    if clash is not None:
+        raise LyricLMError(f"{out / clash} is not from the earlier export; move it away or give a new output_dir=")
+    aside = temp_path_beside(out)
+    aside.mkdir()
+    moved_aside: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in [*previous, EXPORT_LIST]:
+            if (out / name).exists() or (out / name).is_symlink():
+                os.replace(out / name, aside / name)
+                moved_aside.append(name)
+        for name in new:
+            os.replace(tmp / name, out / name)
+            moved_in.append(name)
+    except BaseException:
+        for name in moved_in:
+            os.replace(out / name, tmp / name)
+        for name in moved_aside:
+            os.replace(aside / name, out / name)
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside)  # the previous export's files, now replaced
 
 
 def model_card(
