@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,12 +127,33 @@ def previous_export(out: Path) -> list[str]:
             raise LyricLMError(f"{listing} is damaged; delete the old export yourself or give a new output_dir=")
         # Plain names inside the folder only: an edited list must not reach other files.
         return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")]
+    if out.is_dir() and (old := export_before_lists(out)):
+        return old
     if out.is_dir() and any(out.iterdir()):
         raise LyricLMError(
             f"output_dir={out} holds files that export.py did not write (no {EXPORT_LIST}); "
             "give a new or empty folder with output_dir="
         )
     return []
+
+
+# What an export wrote before it listed its files (lyric_lm 0.1.0): save_pretrained's files and our model card.
+OLD_EXPORT_FILES = re.compile(
+    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab)\.json|merges\.txt"
+    r"|README\.md|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|pytorch_model\.bin"
+)
+
+
+def export_before_lists(out: Path) -> list[str]:
+    """The files of an export written before EXPORT_LIST existed, recognised by all its names and its model card
+    (a resumed older run re-exports into its hf_model/); [] for anything else, which is then not ours."""
+    names = [p.name for p in out.iterdir()]
+    card = out / "README.md"
+    if not names or not all(OLD_EXPORT_FILES.fullmatch(n) and (out / n).is_file() for n in names):
+        return []
+    if not card.is_file() or "(lyric_lm)" not in card.read_text(encoding="utf-8", errors="replace")[:2000]:
+        return []
+    return names
 
 
 def move_into(tmp: Path, out: Path, previous: list[str]) -> None:

@@ -87,6 +87,21 @@ def test_a_new_export_replaces_only_the_files_of_the_earlier_one(tiny_run, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
+def test_an_export_from_before_the_file_list_is_replaced_but_not_with_a_users_file_in_it(tiny_run, tmp_path):
+    # lyric_lm 0.1.0 wrote hf_model/ without EXPORT_LIST; a resumed older run exports into it again.
+    out = tmp_path / "hf_model"
+    export_checkpoint(tiny_run / "checkpoints" / "last.ckpt", out)
+    (out / EXPORT_LIST).unlink()
+    export_checkpoint(tiny_run / "checkpoints" / "last.ckpt", out)
+    assert (out / EXPORT_LIST).is_file()
+
+    (out / EXPORT_LIST).unlink()
+    (out / "my_notes.txt").write_text("mine")  # no longer only what an export writes: not ours to replace
+    with pytest.raises(LyricLMError, match="holds files that export.py did not write"):
+        export_checkpoint(tiny_run / "checkpoints" / "last.ckpt", out)
+    assert (out / "my_notes.txt").read_text() == "mine"
+
+
 def test_a_failed_export_leaves_the_earlier_one_whole(tiny_run, tmp_path, monkeypatch):
     out = export_checkpoint(tiny_run / "checkpoints" / "last.ckpt", tmp_path / "hf")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
