@@ -34,6 +34,10 @@ def build_causal_lm(model_cfg: dict[str, Any], hf_config: dict[str, Any] | None 
     the same `model.lora` settings rebuild the same adapter layout).
     """
     model = build_base_lm(model_cfg, hf_config)
+    if getattr(model, "loss_type", None) is None:
+        # transformers picks the loss by class name, and "GPT2LMHeadModel" names none: it would warn at the first
+        # step and use this one anyway.
+        model.loss_type = "ForCausalLM"
     if model_cfg.get("gradient_checkpointing", False):
         # Recompute each block's activations in backward: ~1/n_layer of the activation memory for ~30% more
         # compute. Non-reentrant checkpointing also works when the embeddings are frozen (LoRA).
@@ -43,8 +47,6 @@ def build_causal_lm(model_cfg: dict[str, Any], hf_config: dict[str, Any] | None 
     if lora.get("r", 0) > 0:
         model = add_lora(model, **lora)
     use_fast_ops(model, model_cfg.get("fused_gelu", False), model_cfg.get("fast_dropout", False))
-    trainable, total = count_parameters(model)
-    log.info(f"{trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.2f}%)")
     return model
 
 
@@ -85,6 +87,12 @@ def merged_hf_model(model: nn.Module) -> PreTrainedModel:
     if hasattr(model, "merge_and_unload"):  # a peft model
         return copy.deepcopy(model).merge_and_unload()  # a copy: the module keeps training/saving its adapters
     return model
+
+
+def parameters_line(model: nn.Module) -> str:
+    """`model: 1,179,648 of 125,619,456 parameters trainable (0.94%)`, for the start of a run."""
+    trainable, total = count_parameters(model)
+    return f"model: {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.2f}%)"
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -14,12 +14,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
+from transformers.utils import logging as hf_logging
 
 from lyric_lm.checkpointing import AtomicCheckpointIO, ExactResume
 from lyric_lm.data import LyricsDataModule
 from lyric_lm.errors import LyricLMError
 from lyric_lm.export import export_best
 from lyric_lm.manifest import RunManifest
+from lyric_lm.model import parameters_line
 from lyric_lm.module import LyricLM
 from lyric_lm.precision import cached_autocast_for
 from lyric_lm.run_dir import discard_unused_run_dir
@@ -61,15 +63,44 @@ class Run(NamedTuple):
     loggers: list
     guard: RunGuard
     stats: JobStats
+    report: RunReport
+
+
+# Lightning's start-up lines that say nothing about this run (a product tip, settings left at their defaults).
+LIGHTNING_CHATTER = ("Tip:", "was configured so", "to estimate number of stepping batches", "GPU available:", "TPU ")
+
+
+FILE_ONLY = "lyric_lm_file_only"  # a log record with this attribute set goes to train.log, not to the console
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(words in record.getMessage() for words in LIGHTNING_CHATTER)
+
+
+class _NotFileOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, FILE_ONLY, False)
 
 
 def quiet_library_chatter() -> None:
+    """A first screen with the run's own lines: data, model size, precision, run dir, then the progress bar."""
     if HydraConfig.initialized():
         # Hydra's root handler already prints and files every record; Lightning's own would print each twice.
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).handlers.clear()
-    # torchdata's StatefulDataLoader calls an API torch deprecated; harmless, and repeated every epoch.
+    for handler in logging.getLogger().handlers:  # Hydra's console handler (its file handler is a FileHandler)
+        if type(handler) is logging.StreamHandler and not any(isinstance(f, _NotFileOnly) for f in handler.filters):
+            handler.addFilter(_NotFileOnly())
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropChatter) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropChatter())
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # the seed is in the config
+    hf_logging.disable_progress_bar()  # save_pretrained's "Writing model shards" bar at the export
+    # Deprecations inside the libraries, not in anything a user wrote: torchdata's StatefulDataLoader calls an API
+    # torch deprecated (every epoch), Lightning's pytree helper one of torch's.
     warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def build_run(cfg: DictConfig) -> Run:
@@ -93,6 +124,8 @@ def _build_run(cfg: DictConfig) -> Run:
     if out != Path(cfg.paths.output_dir):  # resume=auto continues an earlier run in its own dir
         log.info(f"resuming {ckpt_path}; checkpoints and TensorBoard events go on in {out}")
         cfg.paths.output_dir = str(out)
+    else:
+        log.info(f"run dir: {out}")
     L.seed_everything(cfg.seed, workers=True)
 
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
@@ -100,6 +133,7 @@ def _build_run(cfg: DictConfig) -> Run:
     # prepare_data tokenizes into a cache keyed by inputs and options, once per node; setup memory-maps it.
     datamodule = LyricsDataModule(tokenizer=tokenizer, **OmegaConf.to_container(cfg.data, resolve=True))
     module = LyricLM(model=model_cfg, optim=OmegaConf.to_container(cfg.optim, resolve=True))
+    log.info(parameters_line(module.model))
     context = module.model.config.n_positions if hasattr(module.model.config, "n_positions") else None
     if context is not None and datamodule.block_size > context:
         raise LyricLMError(
@@ -119,7 +153,8 @@ def _build_run(cfg: DictConfig) -> Run:
     stats = JobStats()  # tokens/s for result.json
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     guard = RunGuard(Path(ckpt_cb.dirpath) if ckpt_cb and ckpt_cb.dirpath else out / "checkpoints")
-    callbacks += [stats, guard, ExactResume(), EpochCheck()]
+    report = RunReport()
+    callbacks += [stats, guard, ExactResume(), EpochCheck(), report]
     if not fast_dev_run:
         callbacks.append(RunManifest(cfg, out, tokenizer, resumed_from=ckpt_path))
     loggers = instantiate_all(cfg.get("logger"))
@@ -130,12 +165,15 @@ def _build_run(cfg: DictConfig) -> Run:
     trainer = L.Trainer(
         **trainer_args, callbacks=callbacks, logger=loggers, plugins=plugins, enable_checkpointing=not fast_dev_run
     )
+    device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()  # cpu, cuda, mps
+    devices = f"{trainer.num_devices} device{'s' * (trainer.num_devices > 1)}"
+    log.info(f"training on {device} ({devices}), precision {trainer.precision}")
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
     if not fast_dev_run:  # fast_dev_run swaps the loggers for a dummy: it writes no logs
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return Run(out, ckpt_path, module, datamodule, trainer, loggers, guard, stats)
+    return Run(out, ckpt_path, module, datamodule, trainer, loggers, guard, stats, report)
 
 
 class EpochCheck(L.Callback):
@@ -165,17 +203,65 @@ def epoch_batches(trainer: L.Trainer) -> int:
     return min(batches, limit) if isinstance(limit, int) else int(batches * limit)
 
 
+class RunReport(L.Callback):
+    """Every validation's metrics as a line of train.log (a run reads without TensorBoard), and the best of them."""
+
+    def __init__(self) -> None:
+        self.best: tuple[float, float | None, int] | None = None  # (val/loss, val/ppl, step)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or "val/loss" not in trainer.callback_metrics:
+            return
+        loss, step = float(trainer.callback_metrics["val/loss"]), trainer.global_step
+        ppl = float(trainer.callback_metrics["val/ppl"]) if "val/ppl" in trainer.callback_metrics else None
+        if trainer.is_global_zero:
+            ppl_text = f", val/ppl {ppl:,.1f}" if ppl is not None else ""
+            line = f"validation at step {step} (epoch {trainer.current_epoch}): val/loss {loss:.4f}{ppl_text}"
+            log.info(line, extra={FILE_ONLY: True})  # the console gets it above the progress bar instead
+            if trainer.progress_bar_callback is not None:
+                trainer.progress_bar_callback.print(line)
+            else:
+                print(line, flush=True)
+        if math.isfinite(loss) and (self.best is None or loss < self.best[0]):
+            self.best = (loss, ppl, step)
+
+
+def report_lines(run: Run, wall_s: float, exported: Path | None) -> list[str]:
+    """The end of a run in a few lines: how it went, where its files are, and what to run next."""
+    trainer, out = run.trainer, run.out
+    speed = f", {run.stats.tokens_per_s:,.0f} tokens/s" if run.stats.tokens_per_s else ""
+    lines = [f"finished in {wall_s / 60:.1f} min: {trainer.global_step} optimizer steps{speed}"]
+    if run.report.best is not None:
+        loss, ppl, step = run.report.best
+        lines.append(f"best val/loss {loss:.4f}" + (f" (val/ppl {ppl:,.1f})" if ppl else "") + f" at step {step}")
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and getattr(ckpt, "best_model_path", ""):
+        lines.append(f"best checkpoint: {ckpt.best_model_path}")
+    if ckpt is not None:
+        lines.append(f"last checkpoint: {Path(ckpt.dirpath) / 'last.ckpt'}")
+    if exported is not None:
+        lines.append(f"Hugging Face model: {exported}")
+    lines.append("next:")
+    lines.append(f"  tensorboard --logdir {out}")
+    if exported is not None:
+        lines.append(f'  python generate.py model_dir={exported} prompt="Down by the river"')
+    elif ckpt is not None:
+        lines.append(f'  python generate.py ckpt_path={Path(ckpt.dirpath) / "last.ckpt"} prompt="Down by the river"')
+    return lines
+
+
 def finish_run(cfg: DictConfig, run: Run, started: float) -> float | None:
     """Save the final state, export the best checkpoint, write result.json and the final hyperparameter metrics."""
     trainer, out = run.trainer, run.out
     # ModelCheckpoint writes last.ckpt at validation; a run ending between validations would lose its tail.
     ckpt_dir = Path(trainer.checkpoint_callback.dirpath) if trainer.checkpoint_callback else out / "checkpoints"
+    exported = None
     if not trainer.interrupted and not trainer.fast_dev_run:
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)  # the whole state: it resumes
         # Export the best checkpoint (else last.ckpt) as a Hugging Face model directory: <run>/hf_model/.
         if cfg.get("export_hf", True) and trainer.is_global_zero:
             run_config = OmegaConf.to_container(cfg, resolve=True)
-            export_best(trainer.checkpoint_callback, ckpt_dir, out / "hf_model", run_config)
+            exported = export_best(trainer.checkpoint_callback, ckpt_dir, out / "hf_model", run_config)
 
     # The run's outcome, for the sweep summary (lyric_lm/sweep.py) and TensorBoard's hparams view.
     val_loss = best_metric(trainer, "val/loss")
@@ -193,6 +279,9 @@ def finish_run(cfg: DictConfig, run: Run, started: float) -> float | None:
     for logger in run.loggers if hparams_metrics and not trainer.fast_dev_run else []:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics=hparams_metrics)
         logger.finalize("success")  # flush and close: fit already closed the first writer, this one is new
+    if trainer.is_global_zero:
+        for line in report_lines(run, time.perf_counter() - started, exported):
+            log.info(line)
     return best_metric(trainer, cfg.get("optimized_metric"))
 
 

@@ -81,7 +81,7 @@ class RunGuard(Callback):
             self.saved = ckpt.save_last_now(trainer)
         else:
             self.saved = self.ckpt_dir / LAST
-            trainer.save_checkpoint(self.saved)
+            trainer.save_checkpoint(self.saved, weights_only=False)
         trainer.should_stop = True
         trainer.limit_val_batches = 0  # turns validation off (Trainer.enable_validation), so nothing runs after this
         log.info(f"{self.received}: saved {self.saved} at step {trainer.global_step}; stopping")
