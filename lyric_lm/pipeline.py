@@ -20,6 +20,7 @@ from lyric_lm.checkpointing import AtomicCheckpointIO, ExactResume
 from lyric_lm.data import LyricsDataModule
 from lyric_lm.errors import LyricLMError
 from lyric_lm.export import export_best
+from lyric_lm.loggers import log_run_end, log_run_start
 from lyric_lm.manifest import RunManifest
 from lyric_lm.model import parameters_line
 from lyric_lm.module import LyricLM
@@ -171,8 +172,7 @@ def _build_run(cfg: DictConfig) -> Run:
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
     if not fast_dev_run:  # fast_dev_run swaps the loggers for a dummy: it writes no logs
-        for logger in loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        log_run_start(loggers, cfg)
     return Run(out, ckpt_path, module, datamodule, trainer, loggers, guard, stats, report)
 
 
@@ -275,10 +275,8 @@ def finish_run(cfg: DictConfig, run: Run, started: float) -> float | None:
             wall_s=time.perf_counter() - started,
             tokens_per_s=run.stats.tokens_per_s,
         )
-    hparams_metrics = {f"best/{k}": v for k, v in final.items() if v is not None}
-    for logger in run.loggers if hparams_metrics and not trainer.fast_dev_run else []:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics=hparams_metrics)
-        logger.finalize("success")  # flush and close: fit already closed the first writer, this one is new
+    if not trainer.fast_dev_run and trainer.is_global_zero:
+        log_run_end(run.loggers, cfg)
     if trainer.is_global_zero:
         for line in report_lines(run, time.perf_counter() - started, exported):
             log.info(line)

@@ -1,4 +1,5 @@
-"""Run dirs: each run claims a folder of its own, and a run refused before it started removes only what it made.
+"""Run dirs and names: each run claims a folder of its own, a run refused before it started removes only what it
+made, and a sweep job is named by what it varies.
 
 Hydra's default `outputs/<date>/<time>` names one folder per second: two runs started in the same second (a script
 starting several, a cluster array) would write into the same folder and overwrite each other's checkpoints. The
@@ -11,7 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
+from hydra.types import RunMode
 
 # Folders this process created, by resolved path: the only ones it may remove again.
 _created: set[Path] = set()
@@ -83,3 +90,42 @@ def discard_unused_run_dir(run_dir: Path, ours: frozenset[str] = frozenset({".hy
             break
         parent.rmdir()
     return True
+
+
+def swept_overrides() -> list[str]:
+    """`key=value` overrides of this Hydra job that say what a run varies (Hydra's own settings left out)."""
+    if not HydraConfig.initialized():
+        return []
+    return [o.lstrip("+~") for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("hydra.")]
+
+
+def job_label(argv: list[str] | None = None) -> str:
+    """A sweep job's name in TensorBoard, from what the sweep varies (`lr=0.0001,block_size=16`); "" outside one.
+
+    `${lyric:job_label}` in conf/logger/*.yaml: the events go to `<job>/tensorboard/<label>/`, so TensorBoard's run
+    list names each job by its settings rather than by its number alone. What varies: the job's overrides less
+    those the command line (`argv`) sets to one value, so sweeper-chosen values (Optuna's) count too.
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return ""
+    fixed = fixed_keys(sys.argv[1:] if argv is None else argv)
+    pairs = [o.split("=", 1) for o in swept_overrides() if "=" in o and o.split("=", 1)[0] not in fixed]
+    short = [key.rsplit(".", 1)[-1] for key, _ in pairs]
+    names = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, pairs, strict=True)]
+    label = ",".join(f"{name}={value}".replace("/", "_") for name, (_, value) in zip(names, pairs, strict=True))
+    return label[:120]  # a folder name: well inside the file system's 255 bytes
+
+
+def fixed_keys(argv: list[str]) -> set[str]:
+    """The keys a command line sets to a single value (not `a,b`, `range(...)`, `choice(...)`); the last one counts."""
+    parser = OverridesParser.create()
+    sweeps: dict[str, bool] = {}
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except OverrideParseException:
+            continue
+        sweeps[override.key_or_group] = override.is_sweep_override()
+    return {key for key, sweep in sweeps.items() if not sweep}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lyric_lm.run_dir import new_dir
+from lyric_lm.run_dir import job_label, new_dir
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ def _resolve(name: str, *args):
         return args[0] if auto_accelerator() == "gpu" else args[1]
     if name == "new_dir":  # ${lyric:new_dir,outputs/...}: a run dir no other run shares (lyric_lm/run_dir.py)
         return new_dir(*args)
-    raise ValueError(f"unknown ${{lyric:{name}}}; known: auto_precision, gpu_else, new_dir")
+    if name == "job_label":  # ${lyric:job_label}: a sweep job's TensorBoard name, from what it varies
+        return job_label()
+    raise ValueError(f"unknown ${{lyric:{name}}}; known: auto_precision, gpu_else, new_dir, job_label")
 
 
 def register_resolvers() -> None:
