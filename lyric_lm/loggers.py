@@ -20,41 +20,48 @@ from lyric_lm.run_dir import swept_overrides
 FINAL_METRICS = ("val/loss", "val/ppl")
 
 
-def review_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The hyperparameters a reader compares runs by, flat and scalar, plus every key the run's overrides set."""
-    get = lambda key: OmegaConf.select(cfg, key)  # noqa: E731
-    devices = get("trainer.devices")
-    per_step = get("data.batch_size") * get("trainer.accumulate_grad_batches") * get("trainer.num_nodes")
+# The columns a reader compares runs by: name -> config key.
+REVIEWED = {
+    "lr": "optim.lr",
+    "batch_size": "data.batch_size",
+    "accumulate_grad_batches": "trainer.accumulate_grad_batches",
+    "block_size": "data.block_size",
+    "weight_decay": "optim.weight_decay",
+    "max_epochs": "trainer.max_epochs",
+    "max_steps": "trainer.max_steps",
+    "precision": "trainer.precision",
+}
+
+
+def review_hparams(cfg: DictConfig, world_size: int = 1) -> dict[str, Any]:
+    """The hyperparameters a reader compares runs by, flat and scalar, plus every other key the overrides set."""
+    get = lambda key: OmegaConf.select(cfg, key, default=None)  # noqa: E731
     hparams: dict[str, Any] = {
-        "model": get("model.name_or_path") + (" (from scratch)" if get("model.from_scratch") else ""),
-        "lr": get("optim.lr"),
-        "batch_size": get("data.batch_size"),
-        "accumulate_grad_batches": get("trainer.accumulate_grad_batches"),
-        # sequences per optimizer step: batch x accumulation x devices (x nodes)
-        "effective_batch": per_step * devices if isinstance(devices, int) else f"{per_step} x devices",
-        "block_size": get("data.block_size"),
+        "model": f"{get('model.name_or_path')}{' (from scratch)' if get('model.from_scratch') else ''}",
+        **{name: get(key) for name, key in REVIEWED.items()},
+        # sequences per optimizer step: batch x accumulation x processes
+        "effective_batch": get("data.batch_size") * get("trainer.accumulate_grad_batches") * world_size,
         "warmup": get("optim.warmup_steps") if get("optim.warmup_steps") is not None else get("optim.warmup_ratio"),
-        "weight_decay": get("optim.weight_decay"),
-        "max_epochs": get("trainer.max_epochs"),
-        "max_steps": get("trainer.max_steps"),
-        "precision": get("trainer.precision"),
         "data": get("data.path") or "builtin sample",
     }
+    reviewed_keys = {*REVIEWED.values(), "optim.warmup_steps", "optim.warmup_ratio", "data.path"}
     for override in swept_overrides():
         key = override.split("=", 1)[0]
-        if "=" in override and key not in hparams and OmegaConf.select(cfg, key, default=None) is not None:
-            hparams[key] = OmegaConf.select(cfg, key)
+        value = get(key)
+        if key in reviewed_keys or isinstance(value, DictConfig) or value is None:  # a group choice: its keys count
+            continue
+        hparams[key] = value
     return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()}
 
 
-def log_run_start(loggers: list[Logger], cfg: DictConfig) -> None:
+def log_run_start(loggers: list[Logger], cfg: DictConfig, world_size: int) -> None:
     """Every logger records the curated hyperparameters (TensorBoard's hparams.yaml, MLflow params, CSV, W&B)."""
-    hparams = review_hparams(cfg)
+    hparams = review_hparams(cfg, world_size)
     for logger in loggers:
         logger.log_hyperparams(hparams)
 
 
-def log_run_end(loggers: list[Logger], cfg: DictConfig) -> None:
+def log_run_end(loggers: list[Logger], cfg: DictConfig, world_size: int) -> None:
     """TensorBoard: the HPARAMS entry with `val/loss` and `val/ppl` as its metric columns.
 
     Lightning's `log_hyperparams(params, metrics)` would also write those metrics at step 0 (a stray point on the
@@ -63,7 +70,7 @@ def log_run_end(loggers: list[Logger], cfg: DictConfig) -> None:
     """
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            summaries = hparams_summaries(review_hparams(cfg), dict.fromkeys(FINAL_METRICS, 0.0))
+            summaries = hparams_summaries(review_hparams(cfg, world_size), dict.fromkeys(FINAL_METRICS, 0.0))
             with SummaryWriter(log_dir=logger.log_dir) as writer:
                 for summary in summaries:
                     writer.file_writer.add_summary(summary)

@@ -172,7 +172,7 @@ def _build_run(cfg: DictConfig) -> Run:
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config_resolved.yaml", resolve=True)
     if not fast_dev_run:  # fast_dev_run swaps the loggers for a dummy: it writes no logs
-        log_run_start(loggers, cfg)
+        log_run_start(loggers, cfg, trainer.world_size)
     return Run(out, ckpt_path, module, datamodule, trainer, loggers, guard, stats, report)
 
 
@@ -276,7 +276,7 @@ def finish_run(cfg: DictConfig, run: Run, started: float) -> float | None:
             tokens_per_s=run.stats.tokens_per_s,
         )
     if not trainer.fast_dev_run and trainer.is_global_zero:
-        log_run_end(run.loggers, cfg)
+        log_run_end(run.loggers, cfg, trainer.world_size)
     if trainer.is_global_zero:
         for line in report_lines(run, time.perf_counter() - started, exported):
             log.info(line)

@@ -88,8 +88,8 @@ def _resolve(name: str, *args):
         return args[0] if auto_accelerator() == "gpu" else args[1]
     if name == "new_dir":  # ${lyric:new_dir,outputs/...}: a run dir no other run shares (lyric_lm/run_dir.py)
         return new_dir(*args)
-    if name == "job_label":  # ${lyric:job_label}: a sweep job's TensorBoard name, from what it varies
-        return job_label()
+    if name == "job_label":  # ${lyric:job_label[,default]}: a sweep job's name, from what it varies; default elsewhere
+        return job_label() or (args[0] if args else "")
     raise ValueError(f"unknown ${{lyric:{name}}}; known: auto_precision, gpu_else, new_dir, job_label")
 
 
