@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torchmetrics import MeanMetric
 
 from lyric_lm import fast_ops, runtime
 from lyric_lm.loss import chunked_lm_loss, supports_chunked_loss
 from lyric_lm.model import build_causal_lm
-from lyric_lm.optim import build_adamw, build_scheduler, warmup_steps
+from lyric_lm.optim import TimeBudget, build_adamw, build_scheduler, build_timed_scheduler, warmup_steps
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ class LyricLM(L.LightningModule):
         if model.get("compile"):
             # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the plain model.
             (self.model.base_model if self.loss_chunk else self.model).compile()
+        self.time_budget: TimeBudget | None = None  # with trainer.max_time: sizes the schedule to the budget
+        self.budget_timer: Timer | None = None  # Lightning's clock for trainer.max_time (resumed runs included)
 
     def setup(self, stage: str) -> None:
         # model.sparse_embedding_grad (lyric_lm.fast_ops): for training in one process. DDP would expect the embedding's
@@ -79,6 +84,9 @@ class LyricLM(L.LightningModule):
         self.val_loss.reset()
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/ppl", torch.exp(loss))
+        if self.time_budget is not None and not self.trainer.sanity_checking:  # before the checkpoint is written
+            step = self.trainer.global_step
+            self.size_schedule(step, self.time_budget.validation_ended(step, time.monotonic()))
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning refuses to clip for a fused optimizer under any mixed precision, for fp16's GradScaler;
@@ -109,6 +117,30 @@ class LyricLM(L.LightningModule):
         if self.device.type != "cpu" or runtime.malloc_keeps_freed_memory():
             for optimizer in self.trainer.optimizers:
                 optimizer.zero_grad(set_to_none=True)
+        # Timed here rather than in on_train_batch_end, which runs after the callbacks' (a checkpoint at this step
+        # then holds the schedule as sized), and once per optimizer step whatever the accumulation.
+        if self.time_budget is not None:
+            step = self.trainer.global_step + 1  # Lightning counts this step once the hook returns
+            self.size_schedule(step, self.time_budget.step_ended(step, time.monotonic()))
+
+    def size_schedule(self, step: int, step_s: float | None) -> None:
+        """From optimizer step `step` on, end the schedule when trainer.max_time runs out, at `step_s` s/step."""
+        if step_s is None:
+            return
+        # Every DDP process must follow the same schedule: rank 0's measurement and clock decide for all.
+        step_s, remaining_s = self.trainer.strategy.broadcast((step_s, self.budget_timer.time_remaining()))
+        if remaining_s <= 0:
+            return  # the validation Lightning runs as the budget stops the run: nothing left to size
+        first = self.time_budget.schedule.step_s is None
+        self.time_budget.resize(step, remaining_s, step_s)
+        total = self.time_budget.schedule.total
+        budget = timedelta(seconds=round(self.budget_timer.time_elapsed() + remaining_s))
+        capped = " (max_epochs / max_steps end the run first)" if total >= self.time_budget.max_total else ""
+        log.log(
+            logging.INFO if first else logging.DEBUG,  # once; the re-sizes at each validation at debug level
+            f"max_time {budget}: ~{total:,} optimizer steps at {step_s:.3g} s/step; "
+            f"the learning rate reaches 0 at step {total:,}{capped}",
+        )
 
     def configure_optimizers(self):
         cfg = self.hparams.optim
@@ -117,7 +149,14 @@ class LyricLM(L.LightningModule):
         # Counts accumulation, epochs, max_steps, limit_train_batches and devices: one optimizer step each.
         total = self.trainer.estimated_stepping_batches
         warmup = warmup_steps(total, cfg.get("warmup_steps"), cfg.get("warmup_ratio", 0.0))
-        scheduler = build_scheduler(optimizer, warmup, int(total))
+        self.budget_timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if self.budget_timer is None or self.budget_timer.time_remaining() is None:
+            scheduler = build_scheduler(optimizer, warmup, int(total))
+        else:  # the same schedule until the first steps are timed, then sized to end with the time budget
+            scheduler = build_timed_scheduler(optimizer, warmup, int(total))
+            min_steps = self.trainer.min_steps or 0  # Lightning trains that long even past max_time
+            warmup_cfg = (cfg.get("warmup_steps"), cfg.get("warmup_ratio", 0.0))
+            self.time_budget = TimeBudget(scheduler.lr_lambdas[0], total, *warmup_cfg, min_steps)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},

@@ -1,5 +1,8 @@
 """Every shipped config composes, alone and as the README uses it."""
 
+import inspect
+
+import lightning as L
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -59,3 +62,36 @@ def test_default_is_real_gpt2_and_quickstart_is_tiny(tmp_path):
     quick = compose_train("experiment=quickstart", output_dir=tmp_path)
     assert quick.model.from_scratch
     assert quick.model.tokenizer == "bundled"
+
+
+TRAINER_PRESETS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
+TRAINER_ARGS = inspect.signature(L.Trainer.__init__).parameters
+# Lightning Trainer arguments users set from the command line, listed in trainer/default.yaml with Lightning's default.
+EVERYDAY_KNOBS = [
+    "max_time",
+    "min_epochs",
+    "min_steps",
+    "benchmark",
+    "detect_anomaly",
+    "profiler",
+    "gradient_clip_algorithm",
+    "reload_dataloaders_every_n_epochs",
+    "use_distributed_sampler",
+    "sync_batchnorm",
+    "inference_mode",
+]
+
+
+@pytest.mark.parametrize("preset", TRAINER_PRESETS)
+def test_trainer_presets_hold_only_trainer_arguments_and_take_everyday_knobs_without_plus(preset, tmp_path):
+    knobs = ["trainer.max_time=00:00:05:00", "trainer.min_steps=10", "trainer.profiler=simple"]
+    cfg = compose_train(f"trainer={preset}", *knobs, output_dir=tmp_path)
+    assert cfg.trainer.max_time == "00:00:05:00"
+    assert set(cfg.trainer) <= set(TRAINER_ARGS)
+    # pipeline.train passes these itself: in the YAML they would reach L.Trainer twice
+    assert not set(cfg.trainer) & {"enable_checkpointing", "logger", "callbacks", "plugins"}
+
+
+def test_everyday_knobs_default_to_lightnings_own(tmp_path):
+    trainer = compose_train(output_dir=tmp_path).trainer
+    assert {k: trainer[k] for k in EVERYDAY_KNOBS} == {k: TRAINER_ARGS[k].default for k in EVERYDAY_KNOBS}
