@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -245,26 +246,39 @@ def held_out_and_training(datamodule, data: Mapping[str, Any]) -> tuple[str, Any
 
 
 def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """evaluate.py: perplexity on held-out songs, lyric metrics of sampled songs; metrics.json, report.md, TB."""
+    """evaluate.py: perplexity on held-out songs, lyric metrics of sampled songs; metrics.json, report.md, TB.
+
+    Each phase says on stderr that it starts, the long ones with a bar; stdout gets the report and where it went.
+    """
     from dataclasses import asdict
 
     from torch.utils.tensorboard import SummaryWriter
-    from transformers.utils import logging as hf_logging
 
     from lyric_lm.data import LyricsDataModule
     from lyric_lm.errors import LyricLMError
     from lyric_lm.export import global_step_of, hf_model_of, load_checkpoint, run_dir_of
-    from lyric_lm.generation import Sampling, generate_songs, header_order, read_prompts, write_jsonl
+    from lyric_lm.generation import (
+        Sampling,
+        SongProgress,
+        generate_songs,
+        header_order,
+        progress_bar,
+        quiet_libraries,
+        read_prompts,
+        write_jsonl,
+    )
     from lyric_lm.safe_files import user_write_errors
     from lyric_lm.tokenizer import load_tokenizer
 
-    hf_logging.disable_progress_bar()
+    quiet_libraries()
     sampling = Sampling.from_config(cfg)
     ngram = cfg.get("ngram", 8)
     if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 1:
         raise LyricLMError(f"ngram={ngram} is out of range; ngram must be a whole number, at least 1")
     prompts = read_prompts(cfg.get("prompt"), cfg.get("prompt_file"))
     ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and Path(ckpt_path).expanduser().is_file():  # else load_checkpoint's error is the one line
+        phase(f"loading checkpoint {ckpt_path}")
     module = load_checkpoint(ckpt_path)
     out = Path(cfg.get("output_dir") or run_dir_of(ckpt_path) / "eval").expanduser()
     if out.exists() and not out.is_dir():  # found now, not after minutes of sampling
@@ -274,12 +288,16 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
     tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
     model = hf_model_of(module)
 
+    phase(f"reading lyrics from {data.get('path')}")
     datamodule = LyricsDataModule(tokenizer=tokenizer, **data)
     split, loader, train_texts = held_out_and_training(datamodule, data)
-    ppl = token_perplexity(model, loader)
+    phase(f"perplexity on {len(loader.dataset)} held-out blocks ({split} split)")
+    ppl = token_perplexity(model, progress_bar(loader, desc="perplexity", unit="batch"))
 
     header = {field: cfg.get(field) for field in header_order(cfg.get("ckpt_path"), None)}
-    records = generate_songs(model, tokenizer, prompts, sampling, header)
+    phase(f"sampling {len(prompts) * sampling.num_samples} songs")
+    records = generate_songs(model, tokenizer, prompts, sampling, header, SongProgress(bar=True))
+    phase(f"memorisation against {len(train_texts)} training songs")
     gen = lyric_metrics([r["text"] for r in records], train_texts, ngram)
     # Memorisation counts only what the model wrote, not the prompt it was given.
     gen["memorisation"] = memorisation([r["completion"] for r in records], train_texts, ngram)
@@ -294,6 +312,7 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "generation": gen,
     }
 
+    phase(f"writing the report to {out}")
     report = report_markdown(metrics, [r["text"] for r in records])
     with user_write_errors(out, "free some space or give another output_dir="):
         out.mkdir(parents=True, exist_ok=True)
@@ -306,8 +325,23 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         writer.add_text("eval/report", report, global_step=step or 0)
         writer.close()
     print(report.split("\n## Samples")[0])
-    print(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'samples.jsonl'} and TensorBoard events")
+    print(f"wrote {out / 'metrics.json'}, report.md, samples.jsonl and tensorboard/")
+    print(headline(metrics))
     return metrics
+
+
+def phase(message: str) -> None:
+    """A line on stderr as a phase of evaluate.py starts (stdout keeps the report alone)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def headline(metrics: Mapping[str, Any]) -> str:
+    """The figures to read first, in one line: `val ppl 42.17 | distinct-2 0.853 | 8-grams copied 0.012`."""
+    gen, mem = metrics["generation"], metrics["generation"]["memorisation"]
+    return (
+        f"{metrics['eval_split']} ppl {metrics['perplexity']['ppl']:.2f} | distinct-2 {gen['distinct_2']:.3f} | "
+        f"{mem['ngram_n']}-grams copied {mem['ngram_share']:.3f} | end-rhyme rate {gen['end_rhyme_rate']:.3f}"
+    )
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from omegaconf import OmegaConf
-from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel, TextStreamer
+from transformers.generation import BaseStreamer
 from transformers.utils import logging as hf_logging
 
 from lyric_lm.data.conditioning import with_header
@@ -174,6 +178,110 @@ def new_token_limit(prompt: str, prompt_tokens: int, max_new_tokens: int, contex
     return min(max_new_tokens, context - prompt_tokens)
 
 
+def quiet_libraries() -> None:
+    """A first screen of songs and progress only: the libraries' notices about themselves are silenced here."""
+    hf_logging.disable_progress_bar()  # loading bars and save_pretrained's "Writing model shards"
+    # transformers' info lines and once-only notices about itself (generation hints, `loss_type=None` on a model not
+    # built by model.py); its errors still show.
+    hf_logging.set_verbosity_error()
+    # Deprecations inside the libraries, nothing a user can act on: torchdata's StatefulDataLoader calls an API
+    # torch deprecated (at every held-out pass), Lightning's pytree helper one of torch's.
+    warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any) -> tqdm:
+    """A tqdm bar on stderr, drawn only when stderr is a terminal (a log or a pipe gets no `\\r` lines), and
+    erased when done: the phase lines and the results stay on screen, not a hundred finished bars."""
+    return tqdm(iterable, file=sys.stderr, leave=False, disable=None, dynamic_ncols=True, **kwargs)
+
+
+class SongStream(TextStreamer):
+    """transformers' TextStreamer writing a song's new text to `out` instead of print(); whole words at a time."""
+
+    def __init__(self, tokenizer, out: TextIO) -> None:
+        # The same decoding as the record's completion, so the streamed text is the text saved.
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.out = out
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+
+
+class StepCounter(BaseStreamer):
+    """Moves a bar one step per token the model writes (for songs sampled side by side, which cannot be streamed)."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.prompt_seen:  # (num_samples,): one new token per song
+            self.bar.update(1)
+        self.prompt_seen = True  # generate() first pushes the prompt, (1, T)
+
+    def end(self) -> None:
+        """Nothing to flush: SongProgress.finish moves the bar to the prompt's end (its songs may end early)."""
+
+
+class SongProgress:
+    """What a user sees while songs are sampled; generate_songs calls it around each prompt's `model.generate`.
+
+    - `stream=True` (generate.py on a terminal, one song per prompt): each song's heading, then its text as the model
+      writes it. A streamer takes one sequence at a time, and sampling num_samples > 1 songs one by one rather than
+      side by side would change the songs a seed gives: those are shown whole, with a bar.
+    - `bar=True`: a bar of tokens written per song, on stderr (progress_bar).
+    - `out`: each prompt's songs written whole as they complete (format_songs' format, numbered across prompts).
+    The default shows nothing: sampling inside training stays silent.
+    """
+
+    def __init__(self, out: TextIO | None = None, stream: bool = False, bar: bool = False) -> None:
+        self.out = out
+        self.stream = stream and out is not None
+        self.show_bar = bar and not self.stream  # a bar redrawn under streamed text would tear it
+        self.bar: tqdm | None = None
+        self.total_songs = 0
+        self.songs = 0  # shown so far
+        self.planned_steps = 0  # tokens per song of the prompts begun so far: the bar's position when they end
+
+    def start(self, songs: int, steps: int) -> None:
+        self.total_songs = songs
+        if self.show_bar:
+            self.bar = progress_bar(total=steps, desc=f"sampling {songs} songs", unit="token")
+
+    def streamer(self, tokenizer, prompt: str, text_in: str, steps: int) -> BaseStreamer | None:
+        """The streamer for one prompt's `model.generate`; a streamed song's heading and prompt are written now."""
+        self.planned_steps += steps
+        if self.stream:
+            # The heading cannot say yet whether the song will be cut: finish() adds that line after the text.
+            self.out.write(song_heading(self.songs + 1, self.total_songs, prompt, 0) + text_in)
+            self.out.flush()
+            return SongStream(tokenizer, self.out)
+        return StepCounter(self.bar) if self.bar is not None else None
+
+    def finish(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """One prompt's songs are sampled: show them (or end the streamed one), move the bar to the prompt's end."""
+        if self.bar is not None:
+            self.bar.update(self.planned_steps - self.bar.n)
+        if self.stream:
+            [rec] = records
+            cut = "" if rec["ended"] else f"(cut at max_new_tokens={rec['max_new_tokens']})\n"
+            self.out.write(("" if rec["text"].endswith("\n") else "\n") + cut + "\n")
+            self.out.flush()
+        elif self.out is not None:
+            # tqdm.write lifts the bar out of the way and draws it again below the songs.
+            tqdm.write(format_songs(records, self.songs + 1, self.total_songs), file=self.out, end="")
+            self.out.flush()
+        self.songs += len(records)
+
+    def close(self) -> None:
+        """Erase the bar (also when sampling fails or is interrupted: no half bar above the traceback)."""
+        if self.bar is not None:
+            self.bar.close()
+
+
 @torch.no_grad()
 def generate_songs(
     model: PreTrainedModel,
@@ -181,13 +289,16 @@ def generate_songs(
     prompts: Sequence[str],
     sampling: Sampling,
     header: Mapping[str, str | None] | None = None,
+    progress: SongProgress | None = None,
 ) -> list[dict[str, Any]]:
     """`sampling.num_samples` songs per prompt; one record each with the prompt, the text and every setting.
 
     Each prompt is sampled from its own seed (`seed + prompt index`), so a song does not change when other
     prompts are added. The global RNG is restored afterwards, so sampling inside training changes nothing else.
     A song ends at max_new_tokens or where the model's context does, whichever comes first (a note says so).
+    `progress` shows the songs as they are written (SongProgress); streaming changes no sampling.
     """
+    progress = progress or SongProgress()
     header = {k: v for k, v in (header or {}).items() if v}
     device = next(model.parameters()).device
     context = context_length(model)
@@ -206,7 +317,8 @@ def generate_songs(
             file=sys.stderr,
         )
     records = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    progress.start(len(jobs) * sampling.num_samples, sum(limit for *_, limit in jobs))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), closing(progress):
         for i, (prompt, text_in, ids, limit) in enumerate(jobs):
             input_ids = torch.tensor([ids], device=device)  # (1, T)
             fitted = replace(sampling, max_new_tokens=limit, min_new_tokens=min(sampling.min_new_tokens, limit))
@@ -215,7 +327,9 @@ def generate_songs(
                 input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=fitted.generation_config(tokenizer),
+                streamer=progress.streamer(tokenizer, prompt, text_in, limit),
             )  # (num_samples, T + new)
+            first = len(records)
             for j, seq in enumerate(out):
                 new = seq[len(ids) :].tolist()
                 ended = tokenizer.eos_token_id in new
@@ -235,15 +349,23 @@ def generate_songs(
                         "prompt_seed": sampling.seed + i,
                     }
                 )
+            progress.finish(records[first:])
     return records
 
 
-def format_songs(records: Sequence[Mapping[str, Any]]) -> str:
-    """Songs for a terminal: a rule and a title line per song, then the text."""
+def song_heading(n: int, total: int, prompt: str, sample: int, cut_at: int | None = None) -> str:
+    """`===== song 2/3: prompt 'Down by the river', sample 2 (cut at max_new_tokens=16)` and a line break."""
+    end = "" if cut_at is None else f" (cut at max_new_tokens={cut_at})"
+    return f"===== song {n}/{total}: prompt {prompt!r}, sample {sample + 1}{end}\n"
+
+
+def format_songs(records: Sequence[Mapping[str, Any]], first: int = 1, total: int | None = None) -> str:
+    """Songs for a terminal: a rule and a title line per song, then the text. `first` and `total` number songs
+    printed a few at a time (song `first` of `total`)."""
     blocks = []
-    for n, rec in enumerate(records, 1):
-        end = "" if rec["ended"] else f" (cut at max_new_tokens={rec['max_new_tokens']})"
-        blocks.append(f"===== song {n}/{len(records)}: prompt {rec['prompt']!r}, sample {rec['sample'] + 1}{end}\n")
+    for n, rec in enumerate(records, first):
+        cut_at = None if rec["ended"] else rec["max_new_tokens"]
+        blocks.append(song_heading(n, total or len(records), rec["prompt"], rec["sample"], cut_at))
         blocks.append(rec["text"].strip() + "\n\n")
     return "".join(blocks)
 
@@ -271,8 +393,13 @@ def write_jsonl(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
 
 
 def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """generate.py: check the settings, load the model, sample, print the songs, write JSONL if asked."""
-    hf_logging.disable_progress_bar()  # the songs are the output; no loading bars around them
+    """generate.py: check the settings, load the model, sample and print the songs, write JSONL if asked.
+
+    On a terminal a song sampled alone is streamed as it is written; otherwise each prompt's songs are printed
+    whole as they complete, with a bar on stderr when that is a terminal. Piped output is the same songs in the same
+    format, with nothing but whole songs.
+    """
+    quiet_libraries()
     sampling = Sampling.from_config(cfg)  # before loading anything: a bad value fails at once
     prompts = read_prompts(cfg.get("prompt"), cfg.get("prompt_file"))
     if cfg.get("output_file"):
@@ -280,8 +407,9 @@ def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     order = header_order(cfg.get("ckpt_path"), cfg.get("model_dir"))
     header = {field: cfg.get(field) for field in order}
     model, tokenizer = load_for_generation(cfg.get("ckpt_path"), cfg.get("model_dir"), cfg.get("tokenizer"))
-    records = generate_songs(model, tokenizer, prompts, sampling, header)
-    print(format_songs(records), end="", flush=True)
+    stream = sys.stdout.isatty() and sampling.num_samples == 1
+    progress = SongProgress(sys.stdout, stream=stream, bar=not stream)
+    records = generate_songs(model, tokenizer, prompts, sampling, header, progress)
     if cfg.get("output_file"):
         print(f"wrote {len(records)} songs to {write_jsonl(records, cfg['output_file'])}")
     return records

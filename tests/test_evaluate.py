@@ -83,9 +83,16 @@ def test_memorisation_share_and_longest_copied_span():
     assert memorisation(["nothing here"], training)["ngram_share"] == 0.0
 
 
-def test_evaluate_writes_metrics_report_and_tensorboard(tiny_run, tmp_path):
+def test_evaluate_writes_metrics_report_and_tensorboard(tiny_run, tmp_path, capsys):
     cfg = {"ckpt_path": str(tiny_run / "checkpoints" / "last.ckpt"), "output_dir": str(tmp_path / "eval")}
     evaluate({**cfg, "prompt": "", "num_samples": 3, "max_new_tokens": 24, "seed": 0, "ngram": 8})
+    shown = capsys.readouterr()
+    phases = [line.split(" ")[0] for line in shown.err.splitlines()]  # one line as each phase starts
+    assert phases == ["loading", "reading", "perplexity", "sampling", "memorisation", "writing"]
+    assert f"writing the report to {tmp_path / 'eval'}\n" in shown.err
+    assert "sampling 3 songs\n" in shown.err
+    assert f"wrote {tmp_path / 'eval' / 'metrics.json'}, report.md, samples.jsonl and tensorboard/\n" in shown.out
+    assert shown.out.splitlines()[-1].startswith(("val ppl ", "test ppl "))  # the headline figures end the output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["eval_split"] in ("test", "val")
     assert metrics["perplexity"]["ppl"] > 1

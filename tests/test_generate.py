@@ -1,5 +1,7 @@
-"""Sampling: settings checked, prompts and headers, same seed same songs, stop at EOS, generate.py end to end."""
+"""Sampling: settings checked, prompts and headers, same seed same songs, stop at EOS, streaming to a terminal,
+generate.py end to end."""
 
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from lyric_lm.data.conditioning import format_header
 from lyric_lm.errors import LyricLMError
 from lyric_lm.generation import (
     Sampling,
+    SongProgress,
+    format_songs,
     generate_songs,
     load_for_generation,
     read_prompts,
@@ -141,6 +145,51 @@ def test_generation_stops_at_eos_after_min_new_tokens(model_and_tokenizer):
     assert "<|endoftext|>" not in rec["text"]
 
 
+class FakeTerminal(io.StringIO):
+    """A terminal for SongProgress that notes, with each write, how many forward passes the model had made."""
+
+    def __init__(self, forwards: list[int]) -> None:
+        super().__init__()
+        self.forwards = forwards
+        self.writes: list[tuple[str, int]] = []
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.writes.append((text, len(self.forwards)))
+        return super().write(text)
+
+
+def test_a_song_streams_to_a_terminal_as_it_is_written_and_samples_the_same():
+    model, tok = tiny_model(n_positions=64)
+    forwards: list[int] = []
+    hook = model.register_forward_hook(lambda *_: forwards.append(1))
+    term = FakeTerminal(forwards)
+    sampling = Sampling(max_new_tokens=16, min_new_tokens=16, seed=3)  # no EOS: the song is cut at 16 tokens
+    try:
+        [rec] = generate_songs(model, tok, ["Down by the river"], sampling, progress=SongProgress(term, stream=True))
+    finally:
+        hook.remove()
+    heading = "===== song 1/1: prompt 'Down by the river', sample 1\n"
+    assert term.getvalue() == heading + rec["text"] + "\n(cut at max_new_tokens=16)\n\n"
+    assert term.writes[0] == (heading + "Down by the river", 0)  # the heading and prompt before the first token
+    # The new text came in pieces while the model was still writing, not in one piece at the end.
+    during = [text for text, seen in term.writes[1:] if 0 < seen < len(forwards)]
+    assert len(during) >= 3
+    assert "".join(text for text, _ in term.writes[1:-1]) == rec["completion"]
+    assert generate_songs(model, tok, ["Down by the river"], sampling) == [rec]  # streaming changed no sampling
+
+
+def test_songs_sampled_side_by_side_are_printed_whole_as_each_prompt_completes():
+    model, tok = tiny_model(n_positions=64)
+    out = io.StringIO()  # not a terminal: no bar is drawn, nothing but the songs
+    sampling = Sampling(num_samples=2, max_new_tokens=8)
+    records = generate_songs(model, tok, ["Night", "Day"], sampling, progress=SongProgress(out, bar=True))
+    assert out.getvalue() == format_songs(records)
+    assert "song 4/4: prompt 'Day', sample 2" in out.getvalue()
+
+
 def test_model_source_errors(tmp_path):
     with pytest.raises(LyricLMError, match="exactly one of"):
         load_for_generation()
@@ -172,6 +221,18 @@ def test_cli_prints_three_songs_twice_the_same_and_writes_jsonl(tiny_run, tmp_pa
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout == first.stdout.split("wrote ")[0]
     assert not list(tmp_path.glob("outputs"))  # generating leaves no run directory behind
+
+
+@pytest.mark.slow
+def test_cli_piped_output_is_each_song_once_whole_and_in_order(tiny_run, tmp_path):
+    args = [f"ckpt_path={tiny_run}/checkpoints/last.ckpt", "prompt=[Night road,Morning]", "num_samples=2"]
+    proc = run_generate(*args, "max_new_tokens=12", "output_file=songs.jsonl", cwd=tmp_path)  # stdout is a pipe
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "songs.jsonl").read_text().splitlines()]
+    assert proc.stdout == format_songs(records) + "wrote 4 songs to songs.jsonl\n"
+    assert "\r" not in proc.stdout + proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr  # no ANSI codes: no bar, no colours
+    assert proc.stderr == ""  # no library notices before the songs
 
 
 @pytest.mark.slow
