@@ -12,6 +12,7 @@ from typing import NamedTuple
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from transformers.utils import logging as hf_logging
@@ -163,9 +164,13 @@ def _build_run(cfg: DictConfig) -> Run:
     if (precision := cached_autocast_for(trainer_args)) is not None:  # bf16-mixed with autocast's cast cache
         trainer_args.pop("precision")
         plugins.append(precision)
-    trainer = L.Trainer(
-        **trainer_args, callbacks=callbacks, logger=loggers, plugins=plugins, enable_checkpointing=not fast_dev_run
-    )
+    try:
+        trainer = L.Trainer(
+            **trainer_args, callbacks=callbacks, logger=loggers, plugins=plugins, enable_checkpointing=not fast_dev_run
+        )
+    except (MisconfigurationException, ValueError) as err:  # Lightning's checks of its own arguments
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LyricLMError(f"the trainer.* settings were refused by Lightning: {reason}") from err
     device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()  # cpu, cuda, mps
     devices = f"{trainer.num_devices} device{'s' * (trainer.num_devices > 1)}"
     log.info(f"training on {device} ({devices}), precision {trainer.precision}")

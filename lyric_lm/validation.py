@@ -142,15 +142,47 @@ def config_problems(cfg: DictConfig) -> list[str]:
     top_k = get.integer("callbacks.checkpoint.save_top_k", required=False)
     if top_k is not None and top_k < -1:
         problems.append(f"callbacks.checkpoint.save_top_k={top_k} must be -1 (all), 0 or a positive number")
+    for key in ("callbacks.checkpoint.monitor", "callbacks.early_stopping.monitor"):
+        monitor = get.value(key)
+        if monitor is not None and monitor not in LOGGED_METRICS:
+            problems.append(f"{key}={monitor} is not a metric the run logs; use one of {', '.join(LOGGED_METRICS)}")
     seed = get.integer("seed", required=False)
     if seed is not None and seed < 0:
         problems.append(f"seed={seed} must be >= 0")
+
+    # switches and counts whose wrong value would otherwise be taken silently (a string is truthy)
+    for key in SWITCHES:
+        value = get.value(key)
+        if value is not None and not isinstance(value, bool):
+            problems.append(f"{key}={value} must be true or false")
+    for key, least in (("data.max_songs", 1), ("data.max_chars", 1), ("data.min_chars", 0), ("model.lora.r", 0)):
+        count = get.integer(key, required=False)
+        if count is not None and count < least:
+            problems.append(f"{key}={count} must be >= {least}" + (" (or null: no limit)" if least else ""))
+    test_fraction = get.number("data.test_fraction", required=False)
+    if test_fraction is not None and not 0 <= test_fraction < 1:
+        problems.append(f"data.test_fraction={test_fraction} must be in [0, 1), e.g. 0.1 (0: no test split)")
     try:
         resolve_resume(cfg)
     except LyricLMError as err:
         problems.append(str(err))
     return problems
 
+
+# What LyricLM logs: the metrics a checkpoint or early stopping can monitor.
+LOGGED_METRICS = ("val/loss", "val/ppl", "train/loss")
+SWITCHES = (
+    "data.packing",
+    "model.from_scratch",
+    "model.gradient_checkpointing",
+    "model.compile",
+    "model.fused_gelu",
+    "model.fast_dropout",
+    "model.sparse_embedding_grad",
+    "optim.fused",
+    "runtime.tune_malloc",
+    "export_hf",
+)
 
 # The project's own groups: every key they take is in their YAML files, so a key added with `+` is a typo.
 # `model.config` passes any key on to the transformers config, so keys added there are welcome.
@@ -322,6 +354,9 @@ class _Getter:
                 return None
             node = node[part]
         return node
+
+    def value(self, key: str) -> Any:
+        return self._value(key)
 
     def number(self, key: str, required: bool = True) -> float | None:
         value = self._value(key)

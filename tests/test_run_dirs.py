@@ -141,3 +141,15 @@ def test_a_run_dir_under_a_file_stops_the_command_line_with_one_line(tmp_path):
         f"error: the run dir {notes / 'run'} cannot be made: {notes} is not a folder; "
         "start from a folder you can write to, or set hydra.run.dir=<a writable dir>"
     ]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [("trainer.devices=0", "`Trainer(devices=0)`"), ("trainer.strategy=bogus", "invalid strategy name")],
+)
+def test_trainer_settings_lightning_refuses_are_one_line(override, expected, corpus, tmp_path):
+    cfg = compose_train(*TINY, f"data.path={corpus}", override, output_dir=tmp_path / "r")
+    with pytest.raises(LyricLMError, match="the trainer.\\* settings were refused by Lightning: ") as err:
+        train(cfg)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)

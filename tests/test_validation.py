@@ -30,6 +30,11 @@ BAD = [
     ("data.num_workers=-1", "data.num_workers=-1"),
     ("optim.lr=fast", "optim.lr=fast must be a number"),
     ("model.config.n_head=3", "must be a multiple of model.config.n_head=3"),
+    ("data.packing=maybe", "data.packing=maybe must be true or false"),
+    ("data.max_songs=-1", "data.max_songs=-1 must be >= 1 (or null: no limit)"),
+    ("model.lora.r=-1", "model.lora.r=-1 must be >= 0"),
+    ("data.test_fraction=1", "data.test_fraction=1 must be in [0, 1)"),
+    ("callbacks.checkpoint.monitor=val/nope", "callbacks.checkpoint.monitor=val/nope is not a metric the run logs"),
 ]
 
 
