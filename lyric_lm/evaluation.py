@@ -277,13 +277,12 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise LyricLMError(f"ngram={ngram} is out of range; ngram must be a whole number, at least 1")
     prompts = read_prompts(cfg.get("prompt"), cfg.get("prompt_file"))
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and Path(ckpt_path).expanduser().is_file():  # else load_checkpoint's error is the one line
-        phase(f"loading checkpoint {ckpt_path}")
-    module = load_checkpoint(ckpt_path)
+    module = load_checkpoint(ckpt_path)  # its errors first, as the one line: nothing is printed before them
     out = Path(cfg.get("output_dir") or run_dir_of(ckpt_path) / "eval").expanduser()
     if out.exists() and not out.is_dir():  # found now, not after minutes of sampling
         raise LyricLMError(f"output_dir={out} is a file; give a folder for metrics.json, report.md and samples.jsonl")
     data = data_of_run(ckpt_path, cfg.get("data_path"))
+    phase(f"loaded checkpoint {ckpt_path}")
     model_cfg = module.hparams["model"]
     tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
     model = hf_model_of(module)

@@ -88,7 +88,7 @@ def test_evaluate_writes_metrics_report_and_tensorboard(tiny_run, tmp_path, caps
     evaluate({**cfg, "prompt": "", "num_samples": 3, "max_new_tokens": 24, "seed": 0, "ngram": 8})
     shown = capsys.readouterr()
     phases = [line.split(" ")[0] for line in shown.err.splitlines()]  # one line as each phase starts
-    assert phases == ["loading", "reading", "perplexity", "sampling", "memorisation", "writing"]
+    assert phases == ["loaded", "reading", "perplexity", "sampling", "memorisation", "writing"]
     assert f"writing the report to {tmp_path / 'eval'}\n" in shown.err
     assert "sampling 3 songs\n" in shown.err
     assert f"wrote {tmp_path / 'eval' / 'metrics.json'}, report.md, samples.jsonl and tensorboard/\n" in shown.out

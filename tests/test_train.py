@@ -107,7 +107,7 @@ def test_cli_multirun_gives_each_job_its_own_run_dir(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in ("0", "1"):
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
-        assert list((sweep / job / "tensorboard").glob("events.out.tfevents.*"))
+        assert list((sweep / job / "tensorboard").rglob("events.out.tfevents.*"))  # under the job's label
     lrs = {OmegaConf.load(sweep / j / "config_resolved.yaml").optim.lr for j in "01"}
     assert lrs == {1e-4, 3e-4}
 
