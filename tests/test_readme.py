@@ -99,6 +99,8 @@ NOT_RUN = {
     ". .venv/bin/activate": _INSTALLED,
     "pip install -e .": _INSTALLED + "; it needs the network",
     "pip install -e '.[dev]'": _INSTALLED + "; it needs the network",
+    "pip install 'torch>=2.13,<2.14' --index-url https://download.pytorch.org/whl/cpu": _INSTALLED
+    + "; it needs the network (PyTorch's own index)",
     "python -m pytest -q": "the test suite itself, this test included",
     "bash .ci/run": "CI's own script: a fresh venv and pip install (network), then the whole suite",
     "python train.py data=hub data.path=user/lyrics-dataset": "reads a Hugging Face hub dataset: needs the network",
