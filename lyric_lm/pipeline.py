@@ -48,7 +48,12 @@ def train(cfg: DictConfig) -> float | None:
     runtime = cfg.get("runtime") or {}
     apply_runtime(runtime.get("tune_malloc", True), runtime.get("float32_matmul_precision"))
     run = build_run(cfg)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    try:
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    except LyricLMError:
+        if run.trainer.global_step == 0 and run.ckpt_path is None:  # refused before training: data that won't read
+            discard_refused_run(set(BEFORE_FIRST_STEP))
+        raise
     if (stopped := run.guard.stopped(run.out)) is not None:  # SIGTERM / Ctrl-C: last.ckpt saved at a step boundary
         raise stopped
     return finish_run(cfg, run, started)
@@ -108,16 +113,30 @@ def quiet_library_chatter() -> None:
 def build_run(cfg: DictConfig) -> Run:
     """Check the config, then build data, model, callbacks, loggers and Trainer; nothing is trained yet.
 
-    A run refused here (a bad setting, data that cannot be read, a model that cannot be downloaded) leaves no
-    trace: the run dir Hydra made for it is removed again (lyric_lm/run_dir.py), and nothing else was written.
+    A run refused here (a bad setting, a model that cannot be downloaded) leaves no trace: the run dir Hydra made
+    for it is removed again, and nothing else was written. Data that cannot be read is found in `fit`
+    (prepare_data), before the first step: train() removes that run's dir the same way.
     """
-    hydra_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     try:
         return _build_run(cfg)
     except LyricLMError:
-        if hydra_dir is not None:
-            discard_unused_run_dir(hydra_dir, frozenset({".hydra", f"{HydraConfig.get().job.name}.log"}))
+        discard_refused_run(set())
         raise
+
+
+# What a run writes before its first optimizer step (a checkpoint is never among them).
+BEFORE_FIRST_STEP = ("config_resolved.yaml", "manifest.json", "tensorboard", "csv", "wandb", "samples")
+
+
+def discard_refused_run(written: set[str]) -> None:
+    """Remove the run dir Hydra made for a run refused before it trained: its own `.hydra/` and log, and `written`.
+
+    Only a dir this process made (lyric_lm/run_dir.py) holding nothing else; a run resuming elsewhere keeps that
+    run's dir, and nothing outside Hydra's dir for this run is touched.
+    """
+    if HydraConfig.initialized():
+        ours = {".hydra", f"{HydraConfig.get().job.name}.log", *written}
+        discard_unused_run_dir(Path(HydraConfig.get().runtime.output_dir), frozenset(ours))
 
 
 def _build_run(cfg: DictConfig) -> Run:

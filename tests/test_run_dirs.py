@@ -153,3 +153,13 @@ def test_trainer_settings_lightning_refuses_are_one_line(override, expected, cor
         train(cfg)
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_lyrics_that_cannot_be_read_leave_no_run_dir(tmp_path):
+    (tmp_path / "songs.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8)
+    proc = run_cli("model=tiny", "data.path=songs.txt", cwd=tmp_path)  # found in prepare_data, inside fit
+    assert proc.returncode == 2
+    assert "is not a text file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
