@@ -8,7 +8,7 @@ from lyric_lm.errors import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from lyric_lm.evaluation import evaluate  # imported here so `--help` and `--cfg` stay fast
+    from lyric_lm.songs.evaluation import evaluate  # imported here so `--help` and `--cfg` stay fast
 
     exit_on_user_error(lambda: evaluate(cfg))
 

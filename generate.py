@@ -8,7 +8,7 @@ from lyric_lm.errors import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
-    from lyric_lm.generation import generate  # imported here so `--help` and `--cfg` stay fast
+    from lyric_lm.songs.sampling import generate  # imported here so `--help` and `--cfg` stay fast
 
     exit_on_user_error(lambda: generate(cfg))
 

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from lyric_lm.runtime import register_resolvers
+from lyric_lm.resolvers import register_resolvers
 
-register_resolvers()  # ${lyric:auto_precision} in conf/trainer/*.yaml
+register_resolvers()  # ${lyric:...} in conf/ (lyric_lm/resolvers.py)

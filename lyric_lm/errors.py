@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 T = TypeVar("T")
 
@@ -32,7 +36,7 @@ def exit_on_user_error(fn: Callable[[], T]) -> T | None:
     Inside a Hydra multirun a failing job must not end the sweep (Hydra's sweepers raise its exception only
     after the batch, skipping the summary): the error is logged, the job's result.json says "failed", and the
     job returns None, which the sweepers record (Optuna marks the trial failed). The sweep summary then lists
-    the failure and the sweep exits non-zero (lyric_lm/sweep.py).
+    the failure and the sweep exits non-zero (lyric_lm/run/sweep.py).
     """
     try:
         return fn()
@@ -41,8 +45,6 @@ def exit_on_user_error(fn: Callable[[], T]) -> T | None:
         sys.exit(stop.exit_code)
     except Exception as err:
         if in_multirun():
-            import logging
-
             log = logging.getLogger("lyric_lm")
             if isinstance(err, LyricLMError):
                 log.error(f"error: {err}")
@@ -56,7 +58,4 @@ def exit_on_user_error(fn: Callable[[], T]) -> T | None:
 
 
 def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -7,6 +7,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from huggingface_hub import try_to_load_from_cache
+
 from lyric_lm.errors import LyricLMError
 
 # Published GPT-2 shapes (layers, width, heads); all take 1,024 positions and GPT-2's 50,257-token vocabulary.
@@ -62,8 +64,6 @@ def resolve_pretrained(name_or_path: str, what: str = "model") -> tuple[str, dic
         return str(path), {}
     if hub_reachable():
         return name_or_path, {}
-    from huggingface_hub import try_to_load_from_cache
-
     if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
         return name_or_path, {"local_files_only": True}
     raise LyricLMError(

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from lyric_lm.run_dir import swept_overrides
+from lyric_lm.run.dirs import swept_overrides
 
 FINAL_METRICS = ("val/loss", "val/ppl")
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any
 
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PreTrainedModel
 
-from lyric_lm import fast_ops
 from lyric_lm.errors import LyricLMError
 from lyric_lm.hub import GPT2_SHAPES, resolve_pretrained
-
-log = logging.getLogger(__name__)
 
 
 def build_config(name_or_path: str, overrides: dict[str, Any] | None = None):
@@ -46,17 +42,7 @@ def build_causal_lm(model_cfg: dict[str, Any], hf_config: dict[str, Any] | None 
     lora = model_cfg.get("lora") or {}
     if lora.get("r", 0) > 0:
         model = add_lora(model, **lora)
-    use_fast_ops(model, model_cfg.get("fused_gelu", False), model_cfg.get("fast_dropout", False))
     return model
-
-
-def use_fast_ops(model: nn.Module, fused_gelu: bool, fast_dropout: bool) -> None:
-    """The CPU speed options `model.fused_gelu` and `model.fast_dropout` (lyric_lm.fast_ops): same math, fewer ops."""
-    if fused_gelu:
-        log.info(f"model.fused_gelu: {fast_ops.use_fused_gelu(model)} gelu_new activations now one kernel each")
-    if fast_dropout:
-        n = fast_ops.use_fast_dropout(model)
-        log.info(f"model.fast_dropout: {n} dropout modules (and SDPA's attention dropout) draw masks on CPU faster")
 
 
 def add_lora(

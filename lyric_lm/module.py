@@ -12,7 +12,6 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from torchmetrics import MeanMetric
 
-from lyric_lm import fast_ops, runtime
 from lyric_lm.loss import chunked_lm_loss, supports_chunked_loss
 from lyric_lm.model import build_causal_lm
 from lyric_lm.optim import TimeBudget, build_adamw, build_scheduler, build_timed_scheduler, warmup_steps
@@ -24,9 +23,9 @@ class LyricLM(L.LightningModule):
     """Fine-tunes a transformers causal LM; the Trainer does placement, precision, accumulation and stepping.
 
     Args:
-        model: the `model` config group as a plain dict (name_or_path, from_scratch, config, tokenizer,
-            and the speed options compile and loss_chunk).
-        optim: the `optim` config group (lr, weight_decay, betas, eps, warmup_steps, warmup_ratio, fused).
+        model: the `model` config group as a plain dict (name_or_path, from_scratch, config, tokenizer, lora,
+            gradient_checkpointing, loss_chunk).
+        optim: the `optim` config group (lr, weight_decay, betas, eps, warmup_steps, warmup_ratio).
         hf_config: the transformers config of the built model; filled in on first construction and saved
             with the hyperparameters, so `LyricLM.load_from_checkpoint(path)` rebuilds it offline.
     """
@@ -40,20 +39,9 @@ class LyricLM(L.LightningModule):
             self.hparams["hf_config"] = self.model.config.to_dict()
         self.val_loss = MeanMetric()
         self.loss_chunk = model.get("loss_chunk") if supports_chunked_loss(self.model) else None
-        if model.get("compile"):
-            # In place (nn.Module.compile), so state_dict keys and checkpoints stay those of the plain model.
-            (self.model.base_model if self.loss_chunk else self.model).compile()
+        self.optimizer_options: dict[str, Any] = {}  # extra torch.optim.AdamW arguments (speed.fused_adamw: fused)
         self.time_budget: TimeBudget | None = None  # with trainer.max_time: sizes the schedule to the budget
         self.budget_timer: Timer | None = None  # Lightning's clock for trainer.max_time (resumed runs included)
-
-    def setup(self, stage: str) -> None:
-        # model.sparse_embedding_grad (lyric_lm.fast_ops): for training in one process. DDP would expect the embedding's
-        # gradient to arrive sparse (it arrives dense, summed with the tied output layer's), and compiled graphs
-        # are traced with the dense lookup.
-        cfg = self.hparams.model
-        wanted = stage == "fit" and cfg.get("sparse_embedding_grad") and not cfg.get("compile")
-        if wanted and self.trainer.world_size == 1 and fast_ops.use_sparse_embedding_grad(self.model):
-            log.info("model.sparse_embedding_grad: the tied input embedding's gradient is computed sparse")
 
     def forward(self, input_ids: torch.Tensor, **kwargs) -> Any:
         return self.model(input_ids=input_ids, **kwargs)
@@ -88,35 +76,8 @@ class LyricLM(L.LightningModule):
             step = self.trainer.global_step
             self.size_schedule(step, self.time_budget.validation_ended(step, time.monotonic()))
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        # Lightning refuses to clip for a fused optimizer under any mixed precision, for fp16's GradScaler;
-        # bf16-mixed (and 32-true) have no scaler, so clipping before the fused step is correct there.
-        no_scaler = getattr(self.trainer.precision_plugin, "scaler", None) is None
-        if gradient_clip_val and no_scaler and gradient_clip_algorithm in (None, "norm"):
-            optimizer = getattr(optimizer, "_optimizer", optimizer)  # under Lightning's wrapper
-            if optimizer.defaults.get("fused") and isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
-                # The same clipping, folded into the fused kernel: it divides each gradient by `grad_scale` as it
-                # reads it (the hook GradScaler uses) and stores the result, so `.grad` ends up clipped as
-                # clip_grad_norm_ leaves it, without that separate pass over every gradient (~4% of a 124M step).
-                grads = [p.grad for p in self.parameters() if p.grad is not None]
-                norm = torch.nn.utils.get_total_norm(grads)
-                optimizer.grad_scale = ((norm + 1e-6) / gradient_clip_val).clamp(min=1.0)  # 1 / clip_grad_norm_'s
-                return
-            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
-            return
-        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
-        # Lightning zeroes gradients inside the next step's closure, after its forward pass, so the
-        # gradients (the size of the model in float32) stay alive through that forward's activation peak:
-        # 0.3 GB of peak RSS at GPT-2 124M. Freed here instead, right after the step, where the allocator keeps
-        # freed memory for reuse: a GPU's caching allocator, or glibc after runtime.tune_malloc. Under glibc's
-        # default thresholds the freed block goes back to the OS and the next forward page-faults it in again
-        # (+100k faults and ~5% of step time at 124M, BENCHMARKS.md), so there Lightning's timing is kept.
-        if self.device.type != "cpu" or runtime.malloc_keeps_freed_memory():
-            for optimizer in self.trainer.optimizers:
-                optimizer.zero_grad(set_to_none=True)
         # Timed here rather than in on_train_batch_end, which runs after the callbacks' (a checkpoint at this step
         # then holds the schedule as sized), and once per optimizer step whatever the accumulation.
         if self.time_budget is not None:
@@ -144,8 +105,8 @@ class LyricLM(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.hparams.optim
-        fused = {"fused": True} if cfg.get("fused") else {}  # one kernel per step instead of ~10 ops per tensor
-        optimizer = build_adamw(self.model, cfg["lr"], cfg["weight_decay"], cfg["betas"], cfg.get("eps", 1e-8), **fused)
+        extra = self.optimizer_options
+        optimizer = build_adamw(self.model, cfg["lr"], cfg["weight_decay"], cfg["betas"], cfg.get("eps", 1e-8), **extra)
         # Counts accumulation, epochs, max_steps, limit_train_batches and devices: one optimizer step each.
         total = self.trainer.estimated_stepping_batches
         warmup = warmup_steps(total, cfg.get("warmup_steps"), cfg.get("warmup_ratio", 0.0))

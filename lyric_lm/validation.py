@@ -1,4 +1,5 @@
-"""Check a composed config before any heavy work; every problem is reported at once, one line each."""
+"""Check a composed config before any heavy work (every problem at once, one line each), and the settings that
+only the data can check (EpochCheck)."""
 
 from __future__ import annotations
 
@@ -6,36 +7,22 @@ import difflib
 import json
 import math
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
+import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from lyric_lm.checkpointing import LAST, check_checkpoint_file, checkpoint_files, latest_run_with
+from lyric_lm.compat import PRECISIONS
 from lyric_lm.data.reading import path_problem
 from lyric_lm.errors import LyricLMError
 from lyric_lm.hub import GPT2_SHAPES
 
 
-def _flatten_literals(tp) -> set:
-    args = get_args(tp)
-    return {tp} if not args else set().union(*(_flatten_literals(a) for a in args))
-
-
-PRECISIONS = {str(p) for p in _flatten_literals(_PRECISION_INPUT)}  # 32-true, bf16-mixed, 16, "64", ...
-
-
-def validate_config(cfg: DictConfig) -> None:
-    """Raise LyricLMError listing every problem of `cfg` found without loading a model or reading data."""
-    problems = config_problems(cfg)
-    if problems:
-        # exit_on_user_error prefixes the first line; the others get the same prefix, one problem per line.
-        raise LyricLMError("\nerror: ".join(problems))
-
-
 def config_problems(cfg: DictConfig) -> list[str]:
+    """Every problem of `cfg` found without loading a model, reading data or looking for checkpoints."""
     problems: list[str] = added_key_problems(cfg)
     get = _Getter(cfg, problems)
 
@@ -113,11 +100,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
     context = model_context(cfg)
     if block_size is not None and block_size < 2:
         problems.append(f"data.block_size={block_size} must be >= 2 tokens")
-    elif block_size is not None and context is not None and block_size > context:
-        problems.append(
-            f"data.block_size={block_size} exceeds the model's context of {context} tokens; "
-            f"use data.block_size<={context}"
-        )
+    elif block_size is not None and (problem := block_size_problem(block_size, context)) is not None:
+        problems.append(problem)
     data_problem = path_problem(cfg.data.get("path"), str(cfg.data.get("format", "auto")))
     if data_problem is not None:
         problems.append(data_problem)
@@ -162,11 +146,15 @@ def config_problems(cfg: DictConfig) -> list[str]:
     test_fraction = get.number("data.test_fraction", required=False)
     if test_fraction is not None and not 0 <= test_fraction < 1:
         problems.append(f"data.test_fraction={test_fraction} must be in [0, 1), e.g. 0.1 (0: no test split)")
-    try:
-        resolve_resume(cfg)
-    except LyricLMError as err:
-        problems.append(str(err))
+    matmul = get.value("speed.float32_matmul_precision")
+    if matmul is not None and matmul not in MATMUL_PRECISIONS:
+        problems.append(
+            f"speed.float32_matmul_precision={matmul} is not one of {', '.join(MATMUL_PRECISIONS)} (or null: torch's)"
+        )
     return problems
+
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
 
 
 # What LyricLM logs: the metrics a checkpoint or early stopping can monitor.
@@ -175,18 +163,19 @@ SWITCHES = (
     "data.packing",
     "model.from_scratch",
     "model.gradient_checkpointing",
-    "model.compile",
-    "model.fused_gelu",
-    "model.fast_dropout",
-    "model.sparse_embedding_grad",
-    "optim.fused",
-    "runtime.tune_malloc",
+    "speed.tune_malloc",
+    "speed.free_grads_early",
+    "speed.compile",
+    "speed.fused_adamw",
+    "speed.fused_gelu",
+    "speed.fast_dropout",
+    "speed.sparse_embedding_grad",
     "export_hf",
 )
 
 # The project's own groups: every key they take is in their YAML files, so a key added with `+` is a typo.
 # `model.config` passes any key on to the transformers config, so keys added there are welcome.
-OWN_GROUPS = ("model", "data", "optim", "runtime")
+OWN_GROUPS = ("model", "data", "optim", "speed")
 FREE_FORM = ("model.config.",)
 # Names users bring from Hugging Face's run_clm.py / TrainingArguments and other trainers -> ours.
 ALIASES = {
@@ -232,8 +221,6 @@ def added_key_problems(
         if not HydraConfig.initialized():
             return []
         overrides, groups = list(HydraConfig.get().overrides.task), set(HydraConfig.get().runtime.choices)
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     problems = []
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
@@ -263,56 +250,13 @@ def _closest(cfg: DictConfig, key: str) -> str:
     return f"the settings of {where} are: {', '.join(sorted(map(str, siblings)))}"
 
 
-def resolve_resume(cfg: DictConfig) -> tuple[str | None, Path]:
-    """(checkpoint to resume from or None, the run dir this run writes into).
-
-    `ckpt_path=<file>` resumes from that file into this run's dir; `resume=auto run_dir=<run>` continues
-    `<run>/checkpoints/last.ckpt` in `<run>`; `resume=auto` alone continues the most recent run under the
-    same runs folder (`outputs/<date>/<time>/`) with the same config, or starts a new run if there is none.
-    Also refuses to write into a checkpoint folder that holds another run's checkpoints.
-    """
-    resume, run_dir, ckpt_path = cfg.get("resume"), cfg.get("run_dir"), cfg.get("ckpt_path")
-    out = Path(str(cfg.paths.output_dir))
-    if resume not in (None, False, "auto"):
-        raise LyricLMError(f"resume={resume} is not an option; use resume=auto (or leave it unset)")
-    if resume == "auto" and ckpt_path is not None:
-        raise LyricLMError("give either ckpt_path=<file> or resume=auto, not both")
-    if run_dir is not None and resume != "auto":
-        raise LyricLMError(f"run_dir={run_dir} names a run to continue; add resume=auto (or drop run_dir)")
-
-    if ckpt_path is not None:
-        check_checkpoint_file(ckpt_path)
-    elif resume == "auto" and run_dir is not None:
-        out = Path(str(run_dir)).expanduser()
-        if not out.is_dir():
-            raise LyricLMError(f"run_dir={run_dir} does not exist; give the folder of an earlier run")
-        ckpt_path = str(out / "checkpoints" / LAST)
-        if not Path(ckpt_path).is_file():
-            raise LyricLMError(f"run_dir={run_dir} holds no checkpoints/{LAST}; give another run or start a new one")
-        check_checkpoint_file(ckpt_path)
-    elif resume == "auto":
-        from lyric_lm.manifest import config_hash
-
-        found = latest_run_with(config_hash(cfg), out.parent.parent, exclude=out)
-        if found is not None:
-            out, ckpt_path = found, str(found / "checkpoints" / LAST)
-            check_checkpoint_file(ckpt_path)
-
-    ckpt_dir = _checkpoint_dir(cfg, out)
-    resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent == ckpt_dir.resolve()
-    if checkpoint_files(ckpt_dir) and not resuming_here:
-        raise LyricLMError(
-            f"{ckpt_dir} already holds another run's checkpoints; continue that run with resume=auto "
-            f"run_dir={out}, or start a new run in a new folder (hydra.run.dir=...)"
-        )
-    return (str(ckpt_path) if ckpt_path is not None else None), out
-
-
-def _checkpoint_dir(cfg: DictConfig, out: Path) -> Path:
-    ckpt = (cfg.get("callbacks") or {}).get("checkpoint")
-    if ckpt is not None and ckpt.get("dirpath") is not None and Path(str(cfg.paths.output_dir)) == out:
-        return Path(str(ckpt.dirpath))
-    return out / "checkpoints"
+def block_size_problem(block_size: int, context: int | None) -> str | None:
+    """The line that refuses `data.block_size` longer than the model's context (GPT-2 has no position past it)."""
+    if context is None or block_size <= context:
+        return None
+    return (
+        f"data.block_size={block_size} exceeds the model's context of {context} tokens; use data.block_size<={context}"
+    )
 
 
 def model_context(cfg: DictConfig) -> int | None:
@@ -375,3 +319,30 @@ class _Getter:
             self.problems.append(f"{key}={value} must be a whole number")
             return None
         return None if value is None else int(value)
+
+
+class EpochCheck(L.Callback):
+    """Settings that can only be checked against the data: `trainer.val_check_interval` (a number of batches)
+    beyond an epoch, which Lightning refuses with a traceback once fit has begun. Checked once the data is set up,
+    before configure_optimizers asks Lightning for the schedule's length (where Lightning would raise)."""
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        interval = trainer.val_check_interval
+        if not isinstance(interval, int) or trainer.check_val_every_n_epoch is None or trainer.fast_dev_run:
+            return
+        batches = epoch_batches(trainer)
+        if interval > batches:
+            raise LyricLMError(
+                f"trainer.val_check_interval={interval} is more batches than an epoch has ({batches}); set it to "
+                f"{batches} or less, a fraction of an epoch (e.g. 0.5), or trainer.check_val_every_n_epoch=null "
+                "to count batches across epochs"
+            )
+
+
+def epoch_batches(trainer: L.Trainer) -> int:
+    """Training batches per epoch on each device, as Lightning will count them (limit_train_batches applied)."""
+    blocks = len(trainer.datamodule.blocks["train"])
+    per_device = math.ceil(blocks / trainer.world_size)
+    batches = math.ceil(per_device / trainer.datamodule.batch_size)
+    limit = trainer.limit_train_batches
+    return min(batches, limit) if isinstance(limit, int) else int(batches * limit)

@@ -2,7 +2,7 @@
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lyric_lm.callbacks import samples_markdown
+from lyric_lm.songs.samples import samples_markdown
 
 
 def test_each_validation_writes_samples_to_tensorboard_and_markdown(tiny_run):

@@ -9,11 +9,11 @@ import zipfile
 import pytest
 import torch
 
-from lyric_lm.checkpointing import AtomicCheckpointIO, read_checkpoint
 from lyric_lm.errors import LyricLMError
-from lyric_lm.export import export_checkpoint, global_step_of, load_checkpoint
-from lyric_lm.generation import load_for_generation
 from lyric_lm.pipeline import train
+from lyric_lm.run.checkpoints import AtomicCheckpointIO, read_checkpoint
+from lyric_lm.songs.export import export_checkpoint
+from lyric_lm.songs.loading import global_step_of, load_checkpoint, load_for_generation
 from tests.conftest import ROOT, TINY, compose_train, run_env, write_corpus
 
 NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"  # torch's switch back to full unpickling

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from lyric_lm import module as module_lib
-from lyric_lm.checkpointing import AtomicCheckpointIO
 from lyric_lm.errors import LyricLMError
 from lyric_lm.pipeline import train
+from lyric_lm.run.checkpoints import AtomicCheckpointIO
 from tests.conftest import TINY, compose_train
 
 

@@ -1,18 +1,20 @@
 """Every shipped config composes, alone and as the README uses it."""
 
 import inspect
+from dataclasses import asdict
 
 import lightning as L
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from lyric_lm.songs.sampling import Sampling
 from tests.conftest import CONF, compose_train
 
 GROUP_OPTIONS = [
     f"{group.name}={option.stem}"
     for group in sorted(CONF.iterdir())
-    if group.is_dir() and group.name != "hydra"
+    if group.is_dir() and group.name not in ("hydra", "sampling")  # sampling: generate/evaluate (test below)
     for option in sorted(group.glob("*.yaml"))
 ]
 
@@ -95,3 +97,12 @@ def test_trainer_presets_hold_only_trainer_arguments_and_take_everyday_knobs_wit
 def test_everyday_knobs_default_to_lightnings_own(tmp_path):
     trainer = compose_train(output_dir=tmp_path).trainer
     assert {k: trainer[k] for k in EVERYDAY_KNOBS} == {k: TRAINER_ARGS[k].default for k in EVERYDAY_KNOBS}
+
+
+def test_sampling_defaults_are_written_once_for_generate_evaluate_and_the_samples_callback():
+    written = OmegaConf.to_container(OmegaConf.load(CONF / "sampling" / "default.yaml"))
+    assert written == asdict(Sampling())  # the YAML Hydra composes and the library's defaults agree
+    for tool in ("generate.yaml", "evaluate.yaml", "callbacks/default.yaml"):
+        text = (CONF / tool).read_text()
+        assert "sampling" in text
+        assert "top_p:" not in text  # not restated

@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lyric_lm.errors import LyricLMError
-from lyric_lm.evaluation import (
+from lyric_lm.songs.evaluation import (
     distinct_n,
     end_rhyme_rate,
     evaluate,

@@ -13,8 +13,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from lyric_lm.errors import LyricLMError
-from lyric_lm.export import EXPORT_LIST, export_checkpoint, hf_model_of, load_checkpoint
 from lyric_lm.pipeline import train
+from lyric_lm.songs.export import EXPORT_LIST, export_checkpoint
+from lyric_lm.songs.loading import hf_model_of, load_checkpoint
 from tests.conftest import ROOT, TINY, compose_train, run_env
 
 

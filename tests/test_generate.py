@@ -11,15 +11,8 @@ import torch
 
 from lyric_lm.data.conditioning import format_header
 from lyric_lm.errors import LyricLMError
-from lyric_lm.generation import (
-    Sampling,
-    SongProgress,
-    format_songs,
-    generate_songs,
-    load_for_generation,
-    read_prompts,
-    song_prompt,
-)
+from lyric_lm.songs.loading import load_for_generation
+from lyric_lm.songs.sampling import Sampling, SongProgress, format_songs, generate_songs, read_prompts, song_prompt
 from tests.conftest import ROOT, run_env
 
 
@@ -270,7 +263,7 @@ def test_cli_bad_setting_is_one_line_before_sampling(tiny_run, tmp_path, arg, er
 
 
 def test_write_jsonl_into_a_directory_fails_before_sampling(tmp_path):
-    from lyric_lm.generation import generate
+    from lyric_lm.songs.sampling import generate
 
     (tmp_path / "songs.jsonl").mkdir()
     cfg = {"model_dir": "gpt2", "output_file": str(tmp_path / "songs.jsonl")}
@@ -308,7 +301,7 @@ def test_readme_commands_compose_and_sampling_defaults_are_valid(config, overrid
 
 
 def test_header_follows_the_field_order_the_model_was_trained_with(tmp_path):
-    from lyric_lm.generation import header_order
+    from lyric_lm.songs.sampling import header_order
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -71,7 +71,7 @@ def test_cpu_preset_trains_with_fused_adamw_chunked_loss_and_clipping(corpus, tm
         "trainer.val_check_interval=3",
         output_dir=tmp_path / "run",
     )
-    assert cfg.optim.fused
+    assert cfg.speed.fused_adamw
     assert cfg.model.loss_chunk == 128
     assert cfg.trainer.gradient_clip_val == 1.0  # clipping stays on with the fused optimizer
     val_loss = train(cfg)

@@ -5,9 +5,9 @@ from importlib import metadata
 
 import torch
 
-from lyric_lm.manifest import config_hash
 from lyric_lm.pipeline import train
-from lyric_lm.validation import resolve_resume
+from lyric_lm.run.manifest import config_hash
+from lyric_lm.run.resume import resolve_resume
 from tests.conftest import TINY, compose_train
 
 

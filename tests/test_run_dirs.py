@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from lyric_lm.errors import LyricLMError
 from lyric_lm.pipeline import train
-from lyric_lm.run_dir import created_here, discard_unused_run_dir, new_dir
+from lyric_lm.run.dirs import created_here, discard_unused_run_dir, new_dir
 from lyric_lm.validation import added_key_problems
 from tests.conftest import CONF, TINY, compose_train, run_cli
 
@@ -77,7 +77,7 @@ OVERRIDES = [
     ("+data.blok_size=64", "did you mean data.block_size?"),
     ("+model.lora.rank=8", "did you mean model.lora.r?"),
     ("+lr=1e-4", "lr is not a setting of lyric_lm (added with +); did you mean optim.lr?"),
-    ("+runtime.tune=false", "the settings of runtime are: float32_matmul_precision, tune_malloc"),
+    ("+speed.fused_adam=true", "did you mean speed.fused_adamw?"),
 ]
 
 
@@ -122,7 +122,7 @@ def test_the_exit_code_of_a_signal_stop_is_what_a_shell_reports():
 
 
 def test_an_unwritable_run_dir_is_one_line_before_hydra_starts(tmp_path, monkeypatch):
-    from lyric_lm import run_dir
+    from lyric_lm.run import dirs as run_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(run_dir.os, "access", lambda path, mode: False)  # a read-only file system, even for root

@@ -7,11 +7,11 @@ import stat
 import pytest
 import torch
 
-from lyric_lm.checkpointing import AtomicCheckpointIO
 from lyric_lm.errors import LyricLMError
-from lyric_lm.export import export_checkpoint
-from lyric_lm.generation import write_jsonl
 from lyric_lm.pipeline import train
+from lyric_lm.run.checkpoints import AtomicCheckpointIO
+from lyric_lm.songs.export import export_checkpoint
+from lyric_lm.songs.sampling import write_jsonl
 from tests.conftest import TINY, compose_train
 
 

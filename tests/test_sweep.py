@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lyric_lm.pipeline import train
-from lyric_lm.sweep import summarize, write_result
+from lyric_lm.run.sweep import summarize, write_result
 from tests.conftest import TINY, compose_train, run_cli
 
 # One short epoch per job, so each job validates (and has a best val/loss) after a few steps.

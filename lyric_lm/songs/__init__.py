@@ -1,6 +1,7 @@
 """Songs from a trained model: loading it, sampling, export, evaluation and form (rhyme, syllables)."""
 
-from lyric_lm.generation import (
+from lyric_lm.songs.loading import load_for_generation
+from lyric_lm.songs.sampling import (
     HEADER_FIELDS,
     Sampling,
     SongProgress,
@@ -8,7 +9,6 @@ from lyric_lm.generation import (
     format_songs,
     generate_songs,
     header_order,
-    load_for_generation,
     read_prompts,
     song_prompt,
     write_jsonl,

@@ -8,7 +8,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from lyric_lm.generation import Sampling, generate_songs, read_prompts
+from lyric_lm.songs.sampling import Sampling, generate_songs, read_prompts
+from lyric_lm.tokenizer import load_tokenizer
 
 
 class SampleLyrics(L.Callback):
@@ -34,8 +35,6 @@ class SampleLyrics(L.Callback):
             return
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
         if tokenizer is None:
-            from lyric_lm.tokenizer import load_tokenizer
-
             model_cfg = pl_module.hparams["model"]
             tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
         records = generate_songs(pl_module.model, tokenizer, self.prompts, self.sampling)

@@ -1,22 +1,17 @@
-"""CPU speed options that keep the recipe: a fused GELU, a cheaper random source for dropout, and a sparse
-gradient for GPT-2's tied input embedding.
+"""CPU model options that keep the recipe: a fused GELU, a cheaper random source for dropout, and a sparse
+gradient for GPT-2's tied input embedding (what each is worth: BENCHMARKS.md, docs/speed.md).
 
-Profiling a GPT-2 training step on CPU (BENCHMARKS.md) showed two costs outside the matmuls that the math does
-not need:
 - `gelu_new`, GPT-2's activation, runs as eight elementwise ops; `nn.GELU(approximate="tanh")` is the same
-  function (within 3e-7) in one kernel: ~4x faster forward + backward.
-- Dropout draws its mask with `bernoulli_`, ~7 ns per element here (MKL's generator), 6-8% of a bf16 step.
-  `fast_dropout` draws the same Bernoulli(1 - p) mask from a counter-based generator (SplitMix64, 16 bits per
-  element) seeded from torch's generator, so `seed_everything` still makes runs repeatable: ~3x faster forward +
-  backward, and it keeps a 1-byte mask for backward instead of a float one. The random stream differs from
-  torch's; the distribution does not (p is rounded to a multiple of 1/65536, so off by at most 7.6e-6).
-
-The first two only act on CPU tensors outside torch.compile; on a GPU the native kernels are fast and stay in use.
-- The input embedding's backward writes a dense (50,257 x 768) gradient, zero except for the rows of the batch's
-  tokens, that autograd then adds into the tied output layer's gradient: ~55 ms of a ~0.9 s bf16 step at 124M
-  spent zeroing and adding 154 MB. `sparse_embedding_grad` makes the lookup's gradient sparse (just those rows);
-  autograd adds it into the output layer's dense gradient, so `.grad` is dense and the same sum, and the optimizer,
-  clipping and DDP see nothing different.
+  function (within 3e-7) in one kernel.
+- Dropout draws its mask with `bernoulli_`, slow on CPU. `fast_dropout` draws the same Bernoulli(1 - p) mask from a
+  counter-based generator (SplitMix64, 16 bits per element) seeded from torch's generator, so `seed_everything`
+  still makes runs repeatable, and keeps a 1-byte mask for backward instead of a float one. The random stream differs
+  from torch's; the distribution does not (p is rounded to a multiple of 1/65536, so off by at most 7.6e-6).
+  These two act only on CPU tensors outside torch.compile; on a GPU the native kernels stay in use.
+- The input embedding's backward writes a dense (vocabulary x width) gradient, zero except for the rows of the
+  batch's tokens, that autograd then adds into the tied output layer's gradient. `sparse_embedding_grad` makes the
+  lookup's gradient sparse (just those rows); autograd adds it into the output layer's dense gradient, so `.grad` is
+  dense and the same sum, and the optimizer, clipping and DDP see nothing different.
 """
 
 from __future__ import annotations
@@ -26,6 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lyric_lm import compat
 
 ATTENTION = "lyric_sdpa"  # the attention implementation registered below: SDPA, with fast_dropout when training on CPU
 
@@ -90,12 +87,10 @@ def sdpa_fast_dropout(module, query, key, value, attention_mask, dropout=0.0, sc
     """transformers' SDPA attention, except when it would dropout on CPU: SDPA then takes its math path anyway
     (its CPU flash kernel has no dropout), which this computes the same way (float32, as SDPA's math path does
     for bf16) with `fast_dropout` on the attention weights."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     plain = kwargs.get("position_bias") is not None or getattr(module, "num_key_value_groups", 1) > 1
     if plain or not (dropout > 0 and module.training and query.device.type == "cpu"):
         kwargs.update(dropout=dropout, scaling=scaling, is_causal=is_causal)
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        return compat.sdpa_attention(module, query, key, value, attention_mask, **kwargs)
     is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     out = math_attention(query, key, value, attention_mask, dropout, scaling, is_causal)
     return out.transpose(1, 2).contiguous(), None
@@ -129,19 +124,13 @@ def math_attention(
 
 def register_attention() -> None:
     """Make `attn_implementation="lyric_sdpa"` known to transformers (masks as for "sdpa")."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(ATTENTION, sdpa_fast_dropout)
-    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    compat.register_attention(ATTENTION, sdpa_fast_dropout)
 
 
 def use_fused_gelu(model: nn.Module) -> int:
     """Swap transformers' `gelu_new` modules (eight elementwise ops) for the one-kernel `nn.GELU("tanh")`, the
     same function. Returns how many were swapped."""
-    from transformers.activations import NewGELUActivation
-
-    return _swap(model, NewGELUActivation, lambda _: nn.GELU(approximate="tanh"))
+    return _swap(model, compat.GELU_NEW, lambda _: nn.GELU(approximate="tanh"))
 
 
 def use_fast_dropout(model: nn.Module) -> int:
@@ -149,8 +138,7 @@ def use_fast_dropout(model: nn.Module) -> int:
     where the model runs SDPA through transformers' AttentionInterface. Returns how many modules were swapped."""
     swapped = _swap(model, nn.Dropout, lambda old: FastDropout(old.p, old.inplace))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under peft's wrapper
-    config = getattr(base, "config", None)
-    if getattr(config, "_attn_implementation", None) == "sdpa" and base._can_set_attn_implementation():
+    if compat.runs_sdpa(base):
         register_attention()
         base.set_attn_implementation(ATTENTION)
     return swapped

@@ -11,60 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from transformers import PreTrainedModel
-
-from lyric_lm.checkpointing import read_checkpoint
+from lyric_lm.console import quiet_libraries
 from lyric_lm.errors import LyricLMError
-from lyric_lm.generation import Sampling, context_length
-from lyric_lm.model import merged_hf_model
-from lyric_lm.module import LyricLM
-from lyric_lm.safe_files import give_default_modes, temp_path_beside, user_write_errors
+from lyric_lm.run.files import give_default_modes, temp_path_beside, user_write_errors
+from lyric_lm.songs.loading import global_step_of, hf_model_of, load_checkpoint, run_config_of, run_dir_of
+from lyric_lm.songs.sampling import Sampling, context_length
 from lyric_lm.tokenizer import load_tokenizer
 
 # Written into every export folder: the names of the files that export wrote, which the next export replaces.
 EXPORT_LIST = ".lyric_lm_export.json"
-
-
-def load_checkpoint(ckpt_path: str | Path) -> LyricLM:
-    """LyricLM from a Lightning checkpoint, on CPU, offline, read as data only; one clear line for a bad file."""
-    if not ckpt_path:
-        raise LyricLMError("no checkpoint given; set ckpt_path=<run>/checkpoints/last.ckpt")
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        raise LyricLMError(f"ckpt_path={ckpt_path} is a directory; give a checkpoint file such as {path}/last.ckpt")
-    if not path.is_file():
-        raise LyricLMError(
-            f"checkpoint {ckpt_path} does not exist; give a file such as outputs/<date>/<time>/checkpoints/last.ckpt"
-        )
-    read_checkpoint(path, mmap=True)  # refuses code, damage and foreign files; memory-mapped: no weights are read
-    return LyricLM.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
-
-
-def global_step_of(ckpt_path: str | Path) -> int | None:
-    """The optimizer step a checkpoint was saved at (memory-mapped: the weights are not read again)."""
-    return read_checkpoint(ckpt_path, mmap=True).get("global_step")
-
-
-def hf_model_of(module: LyricLM) -> PreTrainedModel:
-    """The plain transformers model inside a LyricLM: the one place adapters are folded in.
-
-    A peft model (LoRA) is merged into its base weights on a copy, so the module keeps training unchanged
-    and the export loads with `AutoModelForCausalLM` alone.
-    """
-    return merged_hf_model(module.model)
-
-
-def run_dir_of(ckpt_path: str | Path) -> Path:
-    """The run directory of a checkpoint: `<run>` for `<run>/checkpoints/x.ckpt`, else the checkpoint's folder."""
-    folder = Path(ckpt_path).expanduser().resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder
-
-
-def run_config_of(ckpt_path: str | Path) -> dict[str, Any] | None:
-    """The resolved config of the run that wrote a checkpoint, when it is still next to it."""
-    path = run_dir_of(ckpt_path) / "config_resolved.yaml"
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else None
 
 
 def export_checkpoint(
@@ -79,6 +34,8 @@ def export_checkpoint(
     half-written model behind (nor destroys a previous export). The folder gets a list of the files written
     (EXPORT_LIST): a later export replaces those and keeps whatever else the user put beside them.
     """
+    if not ckpt_path:
+        raise LyricLMError("no checkpoint given; set ckpt_path=<run>/checkpoints/last.ckpt")
     out = Path(output_dir).expanduser() if output_dir else run_dir_of(ckpt_path) / "hf_model"
     previous = previous_export(out)  # before the slow part: a folder that is not ours fails at once
     module = load_checkpoint(ckpt_path)
@@ -265,3 +222,11 @@ def export_best(checkpoint_callback, ckpt_dir: Path, output_dir: Path, run_confi
     if best and Path(best).is_file():
         return export_checkpoint(best, output_dir, run_config, float(score) if score is not None else None)
     return export_checkpoint(ckpt_dir / "last.ckpt", output_dir, run_config)
+
+
+def export(cfg: Mapping[str, Any]) -> Path:
+    """export.py: export `cfg.ckpt_path` to `cfg.output_dir` (default <run>/hf_model) and say where it went."""
+    quiet_libraries()
+    out = export_checkpoint(cfg.get("ckpt_path"), cfg.get("output_dir"))
+    print(f"exported {cfg.get('ckpt_path')} to {out}")
+    return out

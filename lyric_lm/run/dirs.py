@@ -129,3 +129,18 @@ def fixed_keys(argv: list[str]) -> set[str]:
             continue
         sweeps[override.key_or_group] = override.is_sweep_override()
     return {key for key, sweep in sweeps.items() if not sweep}
+
+
+# What a run writes before its first optimizer step (a checkpoint is never among them).
+BEFORE_FIRST_STEP = ("config_resolved.yaml", "manifest.json", "tensorboard", "csv", "wandb", "samples")
+
+
+def discard_refused_run(written: set[str]) -> None:
+    """Remove the run dir Hydra made for a run refused before it trained: its own `.hydra/` and log, and `written`.
+
+    Only a dir this process made holding nothing else; a run resuming elsewhere keeps that run's dir, and nothing
+    outside Hydra's dir for this run is touched.
+    """
+    if HydraConfig.initialized():
+        ours = {".hydra", f"{HydraConfig.get().job.name}.log", *written}
+        discard_unused_run_dir(Path(HydraConfig.get().runtime.output_dir), frozenset(ours))

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
 
-from lyric_lm.checkpointing import LAST, LyricCheckpoint
 from lyric_lm.errors import LyricLMError, RunStopped
+from lyric_lm.run.checkpoints import LAST, LyricCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ class RunGuard(Callback):
 def resume_command(run_dir: Path) -> str:
     """The command line that continues this run: the same overrides plus `resume=auto run_dir=<run_dir>`."""
     overrides: list[str] = []
-    from hydra.core.hydra_config import HydraConfig
-
     if HydraConfig.initialized():
         drop = ("resume=", "run_dir=", "ckpt_path=", "hydra.run.dir=")
         overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(drop)]

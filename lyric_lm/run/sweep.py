@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lyric_lm.errors import in_multirun
+from lyric_lm.errors import LyricLMError, in_multirun
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ class JobStats(L.Callback):
 
 def job_overrides() -> list[str]:
     """The command-line overrides of the running Hydra job (what a sweep varied), or [] outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
@@ -71,8 +72,6 @@ def write_result(run_dir: Path, status: str, **fields: Any) -> Path:
 
 def error_line(err: BaseException) -> str:
     """One line for a summary table: the message of a LyricLMError, `Type: message` for anything else."""
-    from lyric_lm.errors import LyricLMError
-
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return text if isinstance(err, LyricLMError) else f"{type(err).__name__}: {text}".rstrip(": ")
 
@@ -178,8 +177,6 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         # Kept up to date after every job: a sweeper that stops early (Optuna when no trial completed, a
         # cancelled cluster sweep) still leaves a summary of the jobs so far.
-        from hydra.types import RunMode
-
         if config.hydra.mode == RunMode.MULTIRUN and Path(config.hydra.sweep.dir).is_dir():
             summarize(Path(config.hydra.sweep.dir))
 
@@ -204,8 +201,6 @@ def recording_failure(cfg: DictConfig, train_fn) -> Any:
     try:
         return train_fn(cfg)
     except Exception as err:
-        from lightning.pytorch.utilities import rank_zero_only
-
         if in_multirun() and getattr(rank_zero_only, "rank", 0) == 0:
             write_result(
                 Path(cfg.paths.output_dir), "failed", error=error_line(err), wall_s=time.perf_counter() - started

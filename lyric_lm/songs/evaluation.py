@@ -11,10 +11,20 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from lyric_lm.console import progress_bar, quiet_libraries
+from lyric_lm.data import LyricsDataModule
+from lyric_lm.errors import LyricLMError
+from lyric_lm.run.files import user_write_errors
+from lyric_lm.songs.loading import global_step_of, hf_model_of, load_checkpoint, run_config_of, run_dir_of
+from lyric_lm.songs.sampling import Sampling, SongProgress, generate_songs, header_order, read_prompts, write_jsonl
+from lyric_lm.tokenizer import load_tokenizer
 
 WORD = re.compile(r"[a-z0-9']+")
 SECTION_TAG = re.compile(r"^\s*\[[^\]]*\]\s*$")
@@ -213,18 +223,10 @@ def report_markdown(metrics: Mapping[str, Any], songs: Sequence[str]) -> str:
 
 
 def data_of_run(ckpt_path: str, data_path: str | None) -> dict[str, Any]:
-    """The `data` settings the checkpoint's run trained with (the builtin defaults if its config is gone)."""
-    from omegaconf import OmegaConf
-
-    from lyric_lm.errors import LyricLMError
-    from lyric_lm.export import run_config_of
-
+    """The `data` settings the checkpoint's run trained with (from its run dir or the checkpoint's manifest); the
+    data module's defaults (the builtin sample) for a checkpoint that carries none."""
     run_cfg = run_config_of(ckpt_path)
-    if run_cfg is not None and run_cfg.get("data") is not None:
-        data = dict(run_cfg["data"])
-    else:
-        default = Path(__file__).resolve().parents[1] / "conf" / "data" / "sample.yaml"
-        data = OmegaConf.to_container(OmegaConf.load(default)) if default.is_file() else {}
+    data = dict(run_cfg["data"]) if run_cfg is not None and run_cfg.get("data") is not None else {}
     if data_path:
         # Named as the user typed it (data_path=, not the run's data.path), and found before any sampling.
         local = data.get("format") != "hub" and not any(c in str(data_path) for c in "*?[")
@@ -250,26 +252,6 @@ def evaluate(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     Each phase says on stderr that it starts, the long ones with a bar; stdout gets the report and where it went.
     """
-    from dataclasses import asdict
-
-    from torch.utils.tensorboard import SummaryWriter
-
-    from lyric_lm.data import LyricsDataModule
-    from lyric_lm.errors import LyricLMError
-    from lyric_lm.export import global_step_of, hf_model_of, load_checkpoint, run_dir_of
-    from lyric_lm.generation import (
-        Sampling,
-        SongProgress,
-        generate_songs,
-        header_order,
-        progress_bar,
-        quiet_libraries,
-        read_prompts,
-        write_jsonl,
-    )
-    from lyric_lm.safe_files import user_write_errors
-    from lyric_lm.tokenizer import load_tokenizer
-
     quiet_libraries()
     sampling = Sampling.from_config(cfg)
     ngram = cfg.get("ngram", 8)

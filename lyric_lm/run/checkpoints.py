@@ -11,11 +11,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from lyric_lm import compat
 from lyric_lm.errors import LyricLMError
-from lyric_lm.safe_files import atomic_write
+from lyric_lm.run.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +108,13 @@ class LyricCheckpoint(ModelCheckpoint):
         step = trainer.global_step
         if not self.every_n_steps or step == 0 or step % self.every_n_steps or trainer.fast_dev_run:
             return
-        if trainer.sanity_checking or self._last_global_step_saved == step:  # micro-batches share one step
+        if trainer.sanity_checking or compat.last_saved_step(self) == step:  # micro-batches share one step
             return
         self.save_last_now(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
         if self._step_saved == trainer.global_step and not trainer.should_stop:
-            self._last_global_step_saved = -1  # that save wrote last.ckpt only: the top-k still gets its turn
+            compat.set_last_saved_step(self, -1)  # that save wrote last.ckpt only: the top-k still gets its turn
         super().on_validation_end(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -130,7 +130,8 @@ class LyricCheckpoint(ModelCheckpoint):
         flush_step_metrics(trainer)
         trainer.save_checkpoint(path, weights_only=False)
         # Nothing else saves at this step (an end-of-epoch save would record a different loop state).
-        self._last_global_step_saved = self._step_saved = trainer.global_step
+        self._step_saved = trainer.global_step
+        compat.set_last_saved_step(self, trainer.global_step)
         return path
 
 
@@ -142,7 +143,7 @@ def flush_step_metrics(trainer: L.Trainer) -> None:
     loss never reached disk, leaving a hole in its curves. The loop logs the same values at the same step again
     afterwards, which TensorBoard shows as one point.
     """
-    trainer._logger_connector.update_train_step_metrics()
+    compat.log_step_metrics_now(trainer)
     for logger in trainer.loggers:
         logger.save()
         flush = getattr(logger.experiment, "flush", None)  # TensorBoard's SummaryWriter
@@ -167,7 +168,7 @@ class ExactResume(Callback):
         self._pending_rng: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        states = _collect_rng_states(include_cuda=True)
+        states = compat.collect_rng_states()
         if "numpy" in states:  # numpy arrays would make the checkpoint unloadable with torch.load(weights_only=True)
             kind, keys, pos, has_gauss, gauss = states["numpy"]
             states["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss]
@@ -180,38 +181,15 @@ class ExactResume(Callback):
             self._pending_rng["numpy"] = (kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss)
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
-        loop = trainer.fit_loop
-        states = getattr(loop, "_combined_loader_states_to_load", None)
-        if states and loop.restarting and loop._combined_loader is not None and loop._data_fetcher is not None:
-            loop._combined_loader._load_state_dicts(states)
-            loop._combined_loader_states_to_load = []
-            for loader, state in zip(loop._combined_loader.flattened, states, strict=False):
-                if state.get("_num_yielded", 0) >= len(loader):  # saved after the epoch's last batch:
-                    for _ in loader:  # drain the empty rest, so the next epoch starts on its own order
-                        pass
-            iter(loop._data_fetcher)
+        compat.restore_train_loader_position(trainer)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self._pending_rng is not None:
             if not torch.cuda.is_available():
                 self._pending_rng.pop("torch.cuda", None)
-            _set_rng_states(self._pending_rng)
+            compat.set_rng_states(self._pending_rng)
             self._pending_rng = None
 
 
 def checkpoint_files(ckpt_dir: Path) -> list[Path]:
     return sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
-
-
-def latest_run_with(config_hash: str, runs_root: Path, exclude: Path | None = None) -> Path | None:
-    """The most recent run dir under `runs_root` (`<date>/<time>/`) whose manifest has `config_hash` and a last.ckpt."""
-    from lyric_lm.manifest import MANIFEST, read_manifest
-
-    candidates = []
-    for manifest in runs_root.glob(f"*/*/{MANIFEST}"):
-        run = manifest.parent
-        if exclude is not None and run.resolve() == exclude.resolve():
-            continue
-        if (run / "checkpoints" / LAST).is_file() and read_manifest(run).get("config_hash") == config_hash:
-            candidates.append(run)
-    return max(candidates, key=lambda r: (r / "checkpoints" / LAST).stat().st_mtime, default=None)

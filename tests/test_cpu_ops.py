@@ -1,21 +1,28 @@
-"""CPU speed options model.fused_gelu and model.fast_dropout: the same function and distribution, reproducible."""
+"""CPU speed options (speed.fused_gelu, fast_dropout, sparse_embedding_grad): the same function, reproducible."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from lyric_lm import fast_ops
 from lyric_lm.model import build_causal_lm
+from lyric_lm.speed import cpu_ops
 
 TINY = {"name_or_path": "gpt2", "from_scratch": True, "config": {"n_layer": 2, "n_embd": 64, "n_head": 4}}
-OPTIONS = {"fused_gelu": True, "fast_dropout": True}
+
+
+def build_fast(model_cfg: dict) -> torch.nn.Module:
+    """The model of `model_cfg` with speed.fused_gelu and speed.fast_dropout applied, as speed=cpu applies them."""
+    model = build_causal_lm(model_cfg)
+    cpu_ops.use_fused_gelu(model)
+    cpu_ops.use_fast_dropout(model)
+    return model
 
 
 def test_dropout_keeps_each_element_with_probability_1_minus_p_and_rescales():
     x = torch.ones(1000, 1000)
     for p in (0.1, 0.5):
-        y = fast_ops.fast_dropout(x, p)
+        y = cpu_ops.fast_dropout(x, p)
         kept = y != 0
         assert abs(kept.float().mean().item() - (1 - p)) < 0.003  # 1e6 draws: 5 sigma is ~0.0025
         assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)), rtol=1e-4)
@@ -23,15 +30,15 @@ def test_dropout_keeps_each_element_with_probability_1_minus_p_and_rescales():
 
 
 def test_dropout_bits_are_not_correlated_between_neighbours_or_calls():
-    a = fast_ops.keep_mask((1 << 20,), 0.5)[0].float()
-    b = fast_ops.keep_mask((1 << 20,), 0.5)[0].float()
+    a = cpu_ops.keep_mask((1 << 20,), 0.5)[0].float()
+    b = cpu_ops.keep_mask((1 << 20,), 0.5)[0].float()
     for u, v in ((a[:-1], a[1:]), (a[:-4], a[4:]), (a, b)):  # next element, same word's neighbour, next call
         assert abs(torch.corrcoef(torch.stack([u, v]))[0, 1].item()) < 0.01
 
 
 def test_dropout_backward_uses_the_forward_mask():
     x = torch.randn(64, 300, requires_grad=True)
-    y = fast_ops.fast_dropout(x, 0.2)
+    y = cpu_ops.fast_dropout(x, 0.2)
     y.sum().backward()
     assert torch.allclose(x.grad, (y != 0) / 0.8, rtol=1e-4)
 
@@ -39,18 +46,18 @@ def test_dropout_backward_uses_the_forward_mask():
 def test_dropout_is_reproducible_under_a_seed_and_differs_between_calls():
     x = torch.ones(4, 128, 64)
     torch.manual_seed(7)
-    first, second = fast_ops.fast_dropout(x, 0.1), fast_ops.fast_dropout(x, 0.1)
+    first, second = cpu_ops.fast_dropout(x, 0.1), cpu_ops.fast_dropout(x, 0.1)
     torch.manual_seed(7)
-    assert torch.equal(fast_ops.fast_dropout(x, 0.1), first)
+    assert torch.equal(cpu_ops.fast_dropout(x, 0.1), first)
     assert not torch.equal(first, second)
 
 
 def test_dropout_off_in_eval_and_at_the_edges():
     x = torch.randn(3, 5)
-    assert torch.equal(fast_ops.fast_dropout(x, 0.1, training=False), x)
-    assert torch.equal(fast_ops.fast_dropout(x, 0.0), x)
-    assert torch.equal(fast_ops.fast_dropout(x, 1.0), torch.zeros_like(x))
-    assert fast_ops.fast_dropout(x.bfloat16(), 0.1).dtype == torch.bfloat16
+    assert torch.equal(cpu_ops.fast_dropout(x, 0.1, training=False), x)
+    assert torch.equal(cpu_ops.fast_dropout(x, 0.0), x)
+    assert torch.equal(cpu_ops.fast_dropout(x, 1.0), torch.zeros_like(x))
+    assert cpu_ops.fast_dropout(x.bfloat16(), 0.1).dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("mask", ["causal", "bool", "additive"])
@@ -62,7 +69,7 @@ def test_math_attention_matches_sdpa(mask, dtype):
     pad[1, ..., 12:] = False  # the second sequence's last 4 tokens are padding
     attn_mask = {"causal": None, "bool": pad, "additive": torch.zeros(pad.shape).masked_fill(~pad, -1e9).to(dtype)}
     m = attn_mask[mask]
-    ours = fast_ops.math_attention(q, k, v, m, dropout=0.0, is_causal=m is None)
+    ours = cpu_ops.math_attention(q, k, v, m, dropout=0.0, is_causal=m is None)
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=m is None).float()
     assert torch.allclose(ours.float(), ref, atol=1e-5 if dtype == torch.float32 else 1e-2)
 
@@ -72,7 +79,7 @@ def test_fast_options_keep_the_models_outputs_and_gradients():
     torch.manual_seed(0)
     no_dropout = {**TINY["config"], "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
     plain = build_causal_lm({**TINY, "config": no_dropout})
-    fast = build_causal_lm({**TINY, "config": no_dropout, **OPTIONS})
+    fast = build_fast({**TINY, "config": no_dropout})
     fast.load_state_dict(plain.state_dict())
     ids = torch.randint(0, 50257, (2, 32))
     for mode in ("eval", "train"):
@@ -85,12 +92,12 @@ def test_fast_options_keep_the_models_outputs_and_gradients():
 
 
 def test_fast_options_swap_every_dropout_and_gelu_and_route_attention():
-    model = build_causal_lm({**TINY, **OPTIONS})
+    model = build_fast({**TINY})
     kinds = {type(m).__name__ for m in model.modules()}
     assert "Dropout" not in kinds
     assert "NewGELUActivation" not in kinds
     assert {"FastDropout", "GELU"} <= kinds
-    assert model.config._attn_implementation == fast_ops.ATTENTION
+    assert model.config._attn_implementation == cpu_ops.ATTENTION
     model.train()
     ids = torch.randint(0, 50257, (2, 32))
     torch.manual_seed(1)
@@ -104,10 +111,10 @@ def test_fast_options_swap_every_dropout_and_gelu_and_route_attention():
 def test_attention_dropout_goes_through_fast_dropout(monkeypatch):
     """With only attention dropout on, each layer's attention weights draw one fast mask per training forward."""
     calls = []
-    draw = fast_ops.keep_mask
-    monkeypatch.setattr(fast_ops, "keep_mask", lambda shape, p: calls.append(tuple(shape)) or draw(shape, p))
+    draw = cpu_ops.keep_mask
+    monkeypatch.setattr(cpu_ops, "keep_mask", lambda shape, p: calls.append(tuple(shape)) or draw(shape, p))
     config = {**TINY["config"], "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.5}
-    model = build_causal_lm({**TINY, "config": config, **OPTIONS}).train()
+    model = build_fast({**TINY, "config": config}).train()
     model(input_ids=torch.randint(0, 50257, (2, 16)))
     assert calls == [(2, 4, 16, 16)] * 2  # (batch, heads, tokens, tokens), one per layer
     model.eval()(input_ids=torch.randint(0, 50257, (2, 16)))
@@ -116,10 +123,10 @@ def test_attention_dropout_goes_through_fast_dropout(monkeypatch):
 
 def test_saved_model_is_plain_transformers(tmp_path):
     """What the options change lives in module objects only: the saved config is GPT-2's, and reloads plain."""
-    model = build_causal_lm({**TINY, **OPTIONS})
+    model = build_fast({**TINY})
     model.save_pretrained(tmp_path)
     text = (tmp_path / "config.json").read_text()
-    assert fast_ops.ATTENTION not in text
+    assert cpu_ops.ATTENTION not in text
     assert '"activation_function": "gelu_new"' in text
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     model.eval()
@@ -129,7 +136,7 @@ def test_saved_model_is_plain_transformers(tmp_path):
 
 def test_lora_adapters_dropout_is_swapped_too():
     pytest.importorskip("peft")
-    model = build_causal_lm({**TINY, **OPTIONS, "lora": {"r": 4, "alpha": 8, "dropout": 0.1}})
+    model = build_fast({**TINY, "lora": {"r": 4, "alpha": 8, "dropout": 0.1}})
     assert not any(type(m) is torch.nn.Dropout for m in model.modules())
     ids = torch.randint(0, 50257, (2, 16))
     model.train()
@@ -140,8 +147,8 @@ def test_lora_adapters_dropout_is_swapped_too():
 def test_gradient_checkpointing_replays_the_same_masks():
     """Recomputing a block in backward draws its dropout again: from torch's restored RNG state, the same mask."""
     torch.manual_seed(0)
-    plain = build_causal_lm({**TINY, **OPTIONS})
-    recomputed = build_causal_lm({**TINY, **OPTIONS, "gradient_checkpointing": True})
+    plain = build_fast({**TINY})
+    recomputed = build_fast({**TINY, "gradient_checkpointing": True})
     recomputed.load_state_dict(plain.state_dict())
     plain.train(), recomputed.train()
     ids = torch.randint(0, 50257, (2, 32))
@@ -159,7 +166,7 @@ def test_sparse_embedding_grad_gives_the_same_dense_gradient_for_tied_weights():
         torch.manual_seed(0)
         lm = build_causal_lm(TINY)
         if sparse:
-            assert fast_ops.use_sparse_embedding_grad(lm)
+            assert cpu_ops.use_sparse_embedding_grad(lm)
         lm(input_ids=ids, labels=ids).loss.backward()
         grads.append(lm.get_input_embeddings().weight.grad)
     dense, from_rows = grads
@@ -170,8 +177,8 @@ def test_sparse_embedding_grad_gives_the_same_dense_gradient_for_tied_weights():
 
 def test_sparse_embedding_grad_leaves_untied_and_frozen_embeddings_alone():
     untied = build_causal_lm({**TINY, "config": {**TINY["config"], "tie_word_embeddings": False}})
-    assert not fast_ops.use_sparse_embedding_grad(untied)  # its gradient would stay sparse, which AdamW refuses
+    assert not cpu_ops.use_sparse_embedding_grad(untied)  # its gradient would stay sparse, which AdamW refuses
     assert not untied.get_input_embeddings().sparse
     frozen = build_causal_lm(TINY)
     frozen.get_input_embeddings().weight.requires_grad_(False)
-    assert not fast_ops.use_sparse_embedding_grad(frozen)
+    assert not cpu_ops.use_sparse_embedding_grad(frozen)

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import lyric_lm
+from lyric_lm.data.reading import sample_path
 
 MANIFEST = "manifest.json"
 PACKAGES = ("torch", "lightning", "transformers", "tokenizers", "datasets", "hydra-core", "omegaconf", "numpy")
@@ -24,9 +25,9 @@ RESUME_KEYS = ("resume", "run_dir", "ckpt_path")
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A short hash of the resolved config, independent of the run's own directory and of the resume keys."""
+    """A short hash of the resolved config, independent of the run's own directory, the resume keys and speed."""
     plain = OmegaConf.to_container(cfg, resolve=False)
-    for key in RESUME_KEYS:
+    for key in (*RESUME_KEYS, "speed"):  # speed options change how steps are computed, not what is trained
         plain.pop(key, None)
     plain = OmegaConf.create(plain)
     plain.paths.output_dir = "<run>"  # every path derived from the run dir resolves the same in every run
@@ -60,12 +61,7 @@ def package_versions() -> dict[str, str | None]:
 
 def files_fingerprint(path: str | None) -> str:
     """A cheap fingerprint of the corpus files: their paths, sizes and modification times (no reading)."""
-    if path is None:
-        from lyric_lm.data.reading import sample_path
-
-        root = sample_path()
-    else:
-        root = Path(path).expanduser()
+    root = sample_path() if path is None else Path(path).expanduser()
     files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file())
     h = hashlib.sha256()
     for p in files:

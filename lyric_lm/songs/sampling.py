@@ -1,11 +1,10 @@
-"""Sampling songs: load a model (checkpoint, exported directory or hub id), build prompts, generate, save JSONL."""
+"""Sampling songs: prompts and header, the sampling settings, generation with progress, JSONL; and generate.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields, replace
@@ -13,17 +12,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedModel, TextStreamer
+from transformers import GenerationConfig, PreTrainedModel, TextStreamer
 from transformers.generation import BaseStreamer
-from transformers.utils import logging as hf_logging
 
+from lyric_lm.console import progress_bar, quiet_libraries
 from lyric_lm.data.conditioning import with_header
 from lyric_lm.errors import LyricLMError
-from lyric_lm.hub import resolve_pretrained
-from lyric_lm.safe_files import atomic_write
-from lyric_lm.tokenizer import load_tokenizer
+from lyric_lm.run.files import atomic_write
+from lyric_lm.songs.loading import load_for_generation, run_config_near
 
 # Header fields a prompt may be conditioned on, in the order the lyrics format writes them (data/reading.py).
 HEADER_FIELDS = ("title", "artist", "genre")
@@ -87,38 +84,6 @@ class Sampling:
         )
 
 
-def load_for_generation(
-    ckpt_path: str | None = None, model_dir: str | None = None, tokenizer: str | None = None
-) -> tuple[PreTrainedModel, Any]:
-    """(model in eval mode, tokenizer) from a Lightning checkpoint or a save_pretrained directory / hub id."""
-    if bool(ckpt_path) == bool(model_dir):
-        raise LyricLMError(
-            "give exactly one of ckpt_path=<run>/checkpoints/last.ckpt or model_dir=<run>/hf_model (or a hub id)"
-        )
-    if ckpt_path:
-        from lyric_lm.export import hf_model_of, load_checkpoint
-
-        module = load_checkpoint(ckpt_path)
-        model_cfg = module.hparams["model"]
-        tok = load_tokenizer(model_cfg["name_or_path"], tokenizer or model_cfg.get("tokenizer"))
-        model = hf_model_of(module)
-    else:
-        path = Path(model_dir).expanduser()
-        if path.is_dir() and not (path / "config.json").is_file():
-            raise LyricLMError(
-                f"model_dir={model_dir} holds no model (no config.json); give a directory written by "
-                "save_pretrained (e.g. <run>/hf_model, or export.py ckpt_path=... to make one) or a hub id"
-            )
-        if path.is_file():
-            raise LyricLMError(
-                f"model_dir={model_dir} is a file; give its folder, or pass a Lightning checkpoint as ckpt_path="
-            )
-        source, kwargs = resolve_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tok = load_tokenizer(tokenizer or source)
-    return model.eval(), tok
-
-
 def read_prompts(prompt: str | Sequence[str] | None = None, prompt_file: str | None = None) -> list[str]:
     """Prompts from `prompt` (one or a list) and/or `prompt_file` (one prompt per non-empty line).
 
@@ -140,14 +105,8 @@ def read_prompts(prompt: str | Sequence[str] | None = None, prompt_file: str | N
 def header_order(ckpt_path: str | None, model_dir: str | None) -> list[str]:
     """Header fields in the order the model was trained with (its run's `data.condition_on`, when the run dir is
     beside the checkpoint or the exported `<run>/hf_model`), then the rest in the lyrics format's order."""
-    from lyric_lm.export import run_config_of
-
     trained: list[str] = []
-    run_cfg = None
-    if ckpt_path and Path(ckpt_path).expanduser().is_file():
-        run_cfg = run_config_of(ckpt_path)
-    elif model_dir and (Path(model_dir).expanduser().parent / "config_resolved.yaml").is_file():
-        run_cfg = OmegaConf.to_container(OmegaConf.load(Path(model_dir).expanduser().parent / "config_resolved.yaml"))
+    run_cfg = run_config_near(ckpt_path, model_dir)
     if run_cfg:
         trained = [f for f in (run_cfg.get("data") or {}).get("condition_on") or [] if f in HEADER_FIELDS]
     return trained + [f for f in HEADER_FIELDS if f not in trained]
@@ -176,24 +135,6 @@ def new_token_limit(prompt: str, prompt_tokens: int, max_new_tokens: int, contex
             "tokens; shorten the prompt"
         )
     return min(max_new_tokens, context - prompt_tokens)
-
-
-def quiet_libraries() -> None:
-    """A first screen of songs and progress only: the libraries' notices about themselves are silenced here."""
-    hf_logging.disable_progress_bar()  # loading bars and save_pretrained's "Writing model shards"
-    # transformers' info lines and once-only notices about itself (generation hints, `loss_type=None` on a model not
-    # built by model.py); its errors still show.
-    hf_logging.set_verbosity_error()
-    # Deprecations inside the libraries, nothing a user can act on: torchdata's StatefulDataLoader calls an API
-    # torch deprecated (at every held-out pass), Lightning's pytree helper one of torch's.
-    warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-def progress_bar(iterable: Any = None, **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr, drawn only when stderr is a terminal (a log or a pipe gets no `\\r` lines), and
-    erased when done: the phase lines and the results stay on screen, not a hundred finished bars."""
-    return tqdm(iterable, file=sys.stderr, leave=False, disable=None, dynamic_ncols=True, **kwargs)
 
 
 class SongStream(TextStreamer):
