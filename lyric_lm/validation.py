@@ -25,8 +25,13 @@ def config_problems(cfg: DictConfig) -> list[str]:
     """Every problem of `cfg` found without loading a model, reading data or looking for checkpoints."""
     problems: list[str] = added_key_problems(cfg)
     get = _Getter(cfg, problems)
+    for check in (optim_problems, trainer_problems, data_problems, model_problems, callback_problems, value_problems):
+        check(cfg, get, problems)
+    return problems
 
-    # optim
+
+def optim_problems(cfg: DictConfig, get: _Getter, problems: list[str]) -> None:
+    """The `optim` group: learning rate, weight decay, betas, warmup."""
     lr = get.number("optim.lr")
     if lr is not None and not (lr > 0 and math.isfinite(lr)):
         problems.append(f"optim.lr={lr} must be a positive number, e.g. optim.lr=5e-5")
@@ -45,16 +50,19 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if ratio is not None and not 0 <= ratio < 1:
         problems.append(f"optim.warmup_ratio={ratio} must be in [0, 1): a fraction of the run's optimizer steps")
     warmup = get.integer("optim.warmup_steps", required=False)
-    max_steps = get.integer("trainer.max_steps")
+    max_steps = cfg.trainer.get("max_steps")  # checked in trainer_problems
     if warmup is not None and warmup < 0:
         problems.append(f"optim.warmup_steps={warmup} must be >= 0 (or null to use optim.warmup_ratio)")
-    elif warmup is not None and max_steps is not None and max_steps > 0 and warmup >= max_steps:
+    elif warmup is not None and isinstance(max_steps, int) and max_steps > 0 and warmup >= max_steps:
         problems.append(
             f"optim.warmup_steps={warmup} is not shorter than the run (trainer.max_steps={max_steps}); "
             "lower the warmup or train longer"
         )
 
-    # trainer
+
+def trainer_problems(cfg: DictConfig, get: _Getter, problems: list[str]) -> None:
+    """The `trainer` group: the run's length, accumulation, device, precision, clipping, intervals."""
+    max_steps = get.integer("trainer.max_steps")
     if max_steps is not None and (max_steps == 0 or max_steps < -1):
         problems.append(f"trainer.max_steps={max_steps} must be -1 (use max_epochs) or a positive number of steps")
     max_epochs = get.integer("trainer.max_epochs", required=False)
@@ -86,7 +94,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
         if value is not None and value <= 0:
             problems.append(f"{key}={value} must be > 0 (a float is a fraction of an epoch, an int a count)")
 
-    # data
+
+def data_problems(cfg: DictConfig, get: _Getter, problems: list[str]) -> None:
+    """The `data` group: batch, workers, fractions, block size against the model's context, the lyrics path."""
     batch_size = get.integer("data.batch_size")
     if batch_size is not None and batch_size < 1:
         problems.append(f"data.batch_size={batch_size} must be >= 1")
@@ -106,7 +116,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if data_problem is not None:
         problems.append(data_problem)
 
-    # model
+
+def model_problems(cfg: DictConfig, get: _Getter, problems: list[str]) -> None:
+    """The `model` group: a local model or tokenizer that is not there, an impossible shape."""
     model = cfg.model
     name = str(model.get("name_or_path"))
     if _looks_local(name) and not Path(name).expanduser().is_dir():
@@ -119,7 +131,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if isinstance(n_embd, int) and isinstance(n_head, int) and (n_head < 1 or n_embd % n_head):
         problems.append(f"model.config.n_embd={n_embd} must be a multiple of model.config.n_head={n_head}")
 
-    # checkpoints and resume
+
+def callback_problems(cfg: DictConfig, get: _Getter, problems: list[str]) -> None:
+    """Checkpointing and early stopping: intervals, top-k, the metric monitored; the seed."""
     every = get.integer("callbacks.checkpoint.every_n_train_steps", required=False)
     if every is not None and every < 0:
         problems.append(f"callbacks.checkpoint.every_n_train_steps={every} must be >= 1 (or null: at validation only)")
@@ -134,7 +148,9 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if seed is not None and seed < 0:
         problems.append(f"seed={seed} must be >= 0")
 
-    # switches and counts whose wrong value would otherwise be taken silently (a string is truthy)
+
+def value_problems(cfg: DictConfig, get: _Getter, problems: list[str]) -> None:
+    """Switches and counts whose wrong value would otherwise be taken silently (a string is truthy); speed."""
     for key in SWITCHES:
         value = get.value(key)
         if value is not None and not isinstance(value, bool):
@@ -151,7 +167,6 @@ def config_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             f"speed.float32_matmul_precision={matmul} is not one of {', '.join(MATMUL_PRECISIONS)} (or null: torch's)"
         )
-    return problems
 
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
