@@ -7,21 +7,21 @@ Contenders, all on the same packed tokens of the builtin sample (GPT-2 tokenizer
 init), batch, block size, accumulation, precision, AdamW + warmup-linear schedule and clipping at 1.0:
   plain_loop     the tutorial loop: move batch, forward, backward, clip + step every k batches, zero grads
   lyric_lm       our pipeline.train (Hydra config, LyricsDataModule, Lightning) with every speed option off,
-                 the allocator tuning (runtime.tune_malloc) included
+                 the allocator tuning (speed.tune_malloc) included
   lyric_lm_best  the same with the trainer=cpu preset as shipped (allocator tuning, fused AdamW clipping in its
                  kernel, fused GELU, fast dropout, sparse embedding gradient)
   hf_trainer     transformers.Trainer with its defaults (which pick fused AdamW on torch >= 2.8)
 The full run adds controls, to tell the levers apart (plain_loop+malloc, lyric_lm_best-fast_ops and lyric_lm+malloc
 at every setting, the other two at the precision trainer=cpu picks):
   plain_loop+malloc      the plain loop with the same glibc tuning lyric_lm_best ships: the allocator's share
-  lyric_lm_best-fast_ops the preset without its CPU model options (model.fused_gelu, model.fast_dropout and
-                         model.sparse_embedding_grad): what those three are worth
+  lyric_lm_best-fast_ops the preset without its CPU model options (speed.fused_gelu, speed.fast_dropout and
+                         speed.sparse_embedding_grad): what those three are worth
   lyric_lm+malloc        lyric_lm with only the allocator tuning on; against plain_loop+malloc, Lightning's overhead
                          alone (with glibc's defaults, page faults take half of each step and vary between processes)
   lyric_lm_best+chunk    the preset plus the chunked vocabulary loss (model.loss_chunk=128)
-  lyric_lm_best+compile  the preset plus torch.compile (model.compile=true)
+  lyric_lm_best+compile  the preset plus torch.compile (speed.compile=true)
 Allocator (`--malloc shipped`, the default): each contender as its authors ship it, i.e. glibc's defaults for the
-plain loop and HF Trainer, `runtime.tune_malloc` as the config says for lyric_lm; `--malloc tuned|default` forces one
+plain loop and HF Trainer, `speed.tune_malloc` as the config says for lyric_lm; `--malloc tuned|default` forces one
 setting on all.
 
 Each run is a fresh subprocess (honest peak RSS and allocator state); rounds alternate the contenders, in a rotated
@@ -59,11 +59,11 @@ CONTROLS = {
     "lyric_lm_best-fast_ops": (
         "lyric_lm_best",
         "preset",
-        ["model.fused_gelu=false", "model.fast_dropout=false", "model.sparse_embedding_grad=false"],
+        ["speed.fused_gelu=false", "speed.fast_dropout=false", "speed.sparse_embedding_grad=false"],
     ),
     "lyric_lm+malloc": ("lyric_lm", "tuned", []),
     "lyric_lm_best+chunk": ("lyric_lm_best", "preset", ["model.loss_chunk=128"]),
-    "lyric_lm_best+compile": ("lyric_lm_best", "preset", ["model.compile=true"]),
+    "lyric_lm_best+compile": ("lyric_lm_best", "preset", ["speed.compile=true"]),
 }
 # controls run at each precision, not just the preset's
 EVERY_SETTING = ("plain_loop+malloc", "lyric_lm_best-fast_ops", "lyric_lm+malloc")
@@ -85,9 +85,9 @@ BEGIN, END = "<!-- BEGIN throughput -->", "<!-- END throughput -->"
 
 def tune_malloc_if(setting: str) -> None:
     """plain_loop and hf_trainer: the allocator the run asks for (lyric_lm workers set it through the config)."""
-    if setting == "tuned":  # before torch allocates anything large; same call as train.py's runtime.tune_malloc
+    if setting == "tuned":  # before torch allocates anything large; same call as train.py's speed.tune_malloc
         sys.path.insert(0, str(ROOT))
-        from lyric_lm.runtime import tune_malloc
+        from lyric_lm.speed.allocator import tune_malloc
 
         tune_malloc()
 
@@ -294,12 +294,12 @@ def run_lyric_lm(a: argparse.Namespace, best: bool) -> dict:
     ]
     if best:  # the preset's precision is auto; the benchmark's precision overrides it below
         overrides.insert(0, f"trainer={a.device}")
-    if a.malloc != "preset":  # "preset": as the config says (runtime.tune_malloc: true in conf/train.yaml)
-        overrides.append(f"runtime.tune_malloc={str(a.malloc == 'tuned').lower()}")
+    if a.malloc != "preset":  # "preset": as the config says (speed.tune_malloc: true in conf/train.yaml)
+        overrides.append(f"speed.tune_malloc={str(a.malloc == 'tuned').lower()}")
     if a.data:
         overrides.append(f"data.path={a.data}")
     if a.compile is not None:
-        overrides.append(f"model.compile={str(a.compile).lower()}")
+        overrides.append(f"speed.compile={str(a.compile).lower()}")
     overrides += a.set or []
     overrides.append(f"trainer.precision={a.precision}")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -423,7 +423,7 @@ def worker_args(impl: str, malloc: str) -> list[str]:
 def malloc_of(impl: str, malloc: str) -> str:
     """The allocator a contender ran with, as the report names it: `default` (glibc as it comes) or `tuned`."""
     setting = malloc if malloc != "shipped" else (CONTROLS[impl][1] if impl in CONTROLS else SHIPPED_MALLOC[impl])
-    return "tuned" if setting == "preset" else setting  # conf/train.yaml: runtime.tune_malloc: true
+    return "tuned" if setting == "preset" else setting  # conf/train.yaml: speed.tune_malloc: true
 
 
 def run_worker(impl: str, model: str, precision: str, a: argparse.Namespace, steps: int) -> dict:
@@ -440,7 +440,7 @@ def run_worker(impl: str, model: str, precision: str, a: argparse.Namespace, ste
 
 def auto_precision() -> str:
     sys.path.insert(0, str(ROOT))
-    from lyric_lm.runtime import auto_precision
+    from lyric_lm.speed.precision import auto_precision
 
     return auto_precision("cpu")
 
@@ -455,7 +455,7 @@ def machine() -> str:
     except OSError:
         pass
     sys.path.insert(0, str(ROOT))
-    from lyric_lm.runtime import cpu_supports_bf16
+    from lyric_lm.speed.precision import cpu_supports_bf16
 
     bf16 = "AVX512-BF16/AMX" if cpu_supports_bf16() else "no native bf16"
     return (
