@@ -6,7 +6,7 @@ as `python train.py experiment=quickstart --cfg job`). Each one is either run (t
 with the reason; test_every_readme_command_is_run_or_listed (fast) fails on a command that is neither, and on a listed
 command the README no longer has, so the README cannot drift away from this test.
 
-How a command runs (test_readme_command, slow: ~40 processes, one per README command, in README order):
+How a command runs (test_readme_command, slow: one process per README command, in README order):
 1. Where: in a copy of the project's files (`git ls-files`, tracked and not ignored) in a temporary folder, as in a
    fresh clone, with `shlex.split` and no shell. The README's first block (venv, `pip install -e .`) is the environment
    the tests already run in. Offline: HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE/HF_DATASETS_OFFLINE=1, the hub endpoint a
@@ -30,9 +30,9 @@ How a command runs (test_readme_command, slow: ~40 processes, one per README com
    (`ckpt_path=`, `resume=auto run_dir=`) gets `trainer.max_epochs` one more than the epochs its checkpoint began, so
    it has an epoch to continue; `resume=auto` alone gets RESUMED, the same as the `run_dir=` command before it, since
    it finds its run by the config. generate.py and evaluate.py get SAMPLING.
-   The quickstart gets the same shortening, not its 12 epochs (~70 s on 2 idle cores, a fifth of this test's
-   ~6 minutes, which go mostly to ~40 start-ups of torch + Lightning + transformers at ~6 s each): its perplexity
-   curve is a measured figure, and tests never time things; the commands after it need its run dir, checkpoints and
+   The quickstart gets the same shortening, not its 12 epochs (most of this test's time goes to the start-ups of
+   torch + Lightning + transformers, one per command): its perplexity curve is a measured figure, and tests never
+   time things; the commands after it need its run dir, checkpoints and
    hf_model/, which the short run makes the same way.
 6. Checks: exit status 0, no placeholder left, and what the README says the command makes: a training run prints its
    run dir and ends with checkpoints/last.ckpt, hf_model/ and result.json `completed`; a resume goes on from its
