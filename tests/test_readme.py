@@ -103,6 +103,8 @@ NOT_RUN = {
     "bash .ci/run": "CI's own script: a fresh venv and pip install (network), then the whole suite",
     "tensorboard --logdir outputs": "a server that runs until stopped (the events it shows are checked by "
     "tests/test_sweep.py)",
+    "python app.py run_dir=<run>": "a web server that runs until stopped: tests/test_app.py starts it on a free port "
+    "with a tiny run and drives the page in headless Chromium",
 }
 
 # README commands that fail because of a bug in the code: {command: reason}, run as strict xfails.
