@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint: `python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt` (see README)."""
+"""Evaluate a checkpoint: `python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt`, or score lyrics without a
+model: `python evaluate.py songs_file=<songs.jsonl|songs.txt>` (see README)."""
 
 import hydra
 from omegaconf import DictConfig
