@@ -311,3 +311,44 @@ def test_header_follows_the_field_order_the_model_was_trained_with(tmp_path):
     (run / "hf_model").mkdir()
     assert header_order(None, str(run / "hf_model")) == ["genre", "title", "artist"]
     assert header_order(None, "gpt2") == ["title", "artist", "genre"]  # no run: the lyrics format's order
+
+
+@pytest.mark.slow
+def test_cli_song_in_form_prints_stanzas_and_writes_the_form_asked_and_measured(tiny_run, tmp_path):
+    args = [f"ckpt_path={tiny_run}/checkpoints/last.ckpt", "rhyme_scheme=AABB", "syllables=6", "stanzas=2"]
+    args += ["candidates=4", "structure=[verse,chorus]", "stanzas=null", "output_file=songs.jsonl"]
+    proc = run_generate(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [record] = [json.loads(line) for line in (tmp_path / "songs.jsonl").read_text().splitlines()]
+    assert proc.stdout == format_songs([record]) + "wrote 1 songs to songs.jsonl\n"
+    assert record["form"] == {
+        "rhyme_scheme": "AABB",
+        "syllables": 6,
+        "syllable_tolerance": 1,
+        "stanzas": 2,
+        "structure": ["verse", "chorus"],
+        "candidates": 4,
+    }
+    measured = record["form_measured"]
+    assert measured["stanza_lines"] == [4, 4]
+    assert {"rhyme_pair_share", "syllables_kept_share", "stanza_schemes", "end_rhyme_rate"} <= set(measured)
+    assert record["completion"].startswith("[Verse]\n")
+    assert "\n\n[Chorus]\n" in record["completion"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("arg", "error"),
+    [
+        ("rhyme_scheme=ABXQ?", "error: rhyme_scheme=ABXQ? holds more than letters; give a capital letter per line"),
+        ("rhyme_scheme=aabb", "error: rhyme_scheme=aabb: write it in capital letters (AABB)"),
+        ("syllables=0", "error: syllables=0 is out of range; syllables must be between 1 and 40 (or null: any)"),
+        ("structure=[verse,hook]", "error: structure: 'hook' is not a song part; use verse, chorus, pre-chorus"),
+    ],
+)
+def test_cli_bad_form_setting_is_one_line_before_loading(tmp_path, arg, error):
+    proc = run_generate("model_dir=nowhere/hf_model", arg, cwd=tmp_path)  # no model there: the form fails first
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(error)
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""

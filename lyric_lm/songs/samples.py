@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from lyric_lm.songs.form_sampling import Form
 from lyric_lm.songs.sampling import Sampling, generate_songs, read_prompts
 from lyric_lm.tokenizer import load_tokenizer
 
@@ -21,13 +22,15 @@ class SampleLyrics(L.Callback):
     Args:
         prompts: the start of each song (after the end-of-text token that precedes every song); "" is a free song.
         dirpath: folder for the markdown files; None writes none.
-        sampling: the generate.py settings (seed, max_new_tokens, temperature, top_k, top_p, ...).
+        sampling: the generate.py settings (seed, max_new_tokens, temperature, top_k, top_p, ...), and its form
+            settings (rhyme_scheme, syllables, ...: form_sampling.Form), off unless one is given.
     """
 
     def __init__(self, prompts: Sequence[str] = ("",), dirpath: str | None = None, **sampling):
         self.prompts = read_prompts(list(prompts))  # a literal \n typed on the command line is a line break
         self.dirpath = Path(dirpath) if dirpath else None
         self.sampling = Sampling.from_config(sampling)
+        self.form = Form.from_config(sampling)
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -37,7 +40,7 @@ class SampleLyrics(L.Callback):
         if tokenizer is None:
             model_cfg = pl_module.hparams["model"]
             tokenizer = load_tokenizer(model_cfg["name_or_path"], model_cfg.get("tokenizer"))
-        records = generate_songs(pl_module.model, tokenizer, self.prompts, self.sampling)
+        records = generate_songs(pl_module.model, tokenizer, self.prompts, self.sampling, form=self.form)
         step = trainer.global_step
         text = samples_markdown(records, step, trainer.current_epoch)
         for logger in trainer.loggers:
@@ -53,5 +56,17 @@ def samples_markdown(records: Sequence[dict], step: int, epoch: int) -> str:
     parts = [f"## Samples at step {step} (epoch {epoch})\n"]
     for rec in records:
         end = "" if rec["ended"] else f", cut at {rec['max_new_tokens']} tokens"
+        if "form_measured" in rec:
+            end += ", " + form_summary(rec["form_measured"])
         parts.append(f"**prompt {rec['prompt']!r}, seed {rec['prompt_seed']}{end}**\n\n```text\n{rec['text']}\n```\n")
     return "\n".join(parts)
+
+
+def form_summary(measured: dict) -> str:
+    """`rhyme 7/8 pairs, syllables 92% of lines` for a song that keeps a form (see form_sampling.form_kept)."""
+    parts = []
+    if measured["rhyme_pair_share"] is not None:
+        parts.append(f"rhyme {measured['rhymed_pairs']}/{measured['rhyme_pairs']} pairs")
+    if measured["syllables_kept_share"] is not None:
+        parts.append(f"syllables {measured['syllables_kept_share']:.0%} of lines")
+    return ", ".join(parts) or f"{len(measured['stanza_lines'])} stanzas"

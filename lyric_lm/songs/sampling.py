@@ -1,4 +1,7 @@
-"""Sampling songs: prompts and header, the sampling settings, generation with progress, JSONL; and generate.py."""
+"""Sampling songs: prompts and header, the sampling settings, generation with progress, JSONL; and generate.py.
+
+Songs asked to keep a form (rhyme scheme, syllables, stanzas, structure) are written by songs/form_sampling.py.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from lyric_lm.console import progress_bar, quiet_libraries
 from lyric_lm.data.conditioning import with_header
 from lyric_lm.errors import LyricLMError
 from lyric_lm.run.files import atomic_write
+from lyric_lm.songs.form import is_lyric_line
+from lyric_lm.songs.form_sampling import Form, measured_form, write_song
 from lyric_lm.songs.loading import load_for_generation, run_config_near
 
 # Header fields a prompt may be conditioned on, in the order the lyrics format writes them (data/reading.py).
@@ -176,6 +181,9 @@ class SongProgress:
     - `bar=True`: a bar of tokens written per song, on stderr (progress_bar).
     - `out`: each prompt's songs written whole as they complete (format_songs' format, numbered across prompts).
     The default shows nothing: sampling inside training stays silent.
+
+    A song that keeps a form is written line by line, one song at a time: `begin` and `write` stream it line by line
+    (any num_samples), and its bar counts lines.
     """
 
     def __init__(self, out: TextIO | None = None, stream: bool = False, bar: bool = False) -> None:
@@ -187,10 +195,10 @@ class SongProgress:
         self.songs = 0  # shown so far
         self.planned_steps = 0  # tokens per song of the prompts begun so far: the bar's position when they end
 
-    def start(self, songs: int, steps: int) -> None:
+    def start(self, songs: int, steps: int, unit: str = "token") -> None:
         self.total_songs = songs
         if self.show_bar:
-            self.bar = progress_bar(total=steps, desc=f"sampling {songs} songs", unit="token")
+            self.bar = progress_bar(total=steps, desc=f"sampling {songs} songs", unit=unit)
 
     def streamer(self, tokenizer, prompt: str, text_in: str, steps: int) -> BaseStreamer | None:
         """The streamer for one prompt's `model.generate`; a streamed song's heading and prompt are written now."""
@@ -201,6 +209,21 @@ class SongProgress:
             self.out.flush()
             return SongStream(tokenizer, self.out)
         return StepCounter(self.bar) if self.bar is not None else None
+
+    def begin(self, prompt: str, text_in: str, sample: int, steps: int) -> None:
+        """A song written piece by piece (`write`) begins: its heading and prompt, when streamed."""
+        self.planned_steps += steps
+        if self.stream:
+            self.out.write(song_heading(self.songs + 1, self.total_songs, prompt, sample) + text_in)
+            self.out.flush()
+
+    def write(self, text: str) -> None:
+        """The next piece of a song begun with `begin` (a line, a tag, a stanza break): shown, or a step of the bar."""
+        if self.stream:
+            self.out.write(text)
+            self.out.flush()
+        elif self.bar is not None:
+            self.bar.update(sum(map(is_lyric_line, text.splitlines())))  # lines, not tags or stanza breaks
 
     def finish(self, records: Sequence[Mapping[str, Any]]) -> None:
         """One prompt's songs are sampled: show them (or end the streamed one), move the bar to the prompt's end."""
@@ -231,6 +254,7 @@ def generate_songs(
     sampling: Sampling,
     header: Mapping[str, str | None] | None = None,
     progress: SongProgress | None = None,
+    form: Form | None = None,
 ) -> list[dict[str, Any]]:
     """`sampling.num_samples` songs per prompt; one record each with the prompt, the text and every setting.
 
@@ -238,8 +262,14 @@ def generate_songs(
     prompts are added. The global RNG is restored afterwards, so sampling inside training changes nothing else.
     A song ends at max_new_tokens or where the model's context does, whichever comes first (a note says so).
     `progress` shows the songs as they are written (SongProgress); streaming changes no sampling.
+
+    With a `form` that is active, each song keeps it (form_sampling.write_song): it is as long as its form asks,
+    max_new_tokens and min_new_tokens do not apply, and its record adds `form` (the form asked for) and
+    `form_measured` (form_sampling.measured_form of its text).
     """
     progress = progress or SongProgress()
+    if form is not None and form.active:
+        return form_songs(model, tokenizer, prompts, sampling, form, header, progress)
     header = {k: v for k, v in (header or {}).items() if v}
     device = next(model.parameters()).device
     context = context_length(model)
@@ -294,6 +324,53 @@ def generate_songs(
     return records
 
 
+@torch.no_grad()
+def form_songs(
+    model: PreTrainedModel,
+    tokenizer,
+    prompts: Sequence[str],
+    sampling: Sampling,
+    form: Form,
+    header: Mapping[str, str | None] | None,
+    progress: SongProgress,
+) -> list[dict[str, Any]]:
+    """generate_songs for songs that keep a form: one song at a time, each line seeded from the prompt's seed, the
+    sample and the line (form_sampling.line_seed)."""
+    header = {k: v for k, v in (header or {}).items() if v}
+    device = next(model.parameters()).device
+    context = context_length(model)
+    texts_in = [song_prompt(prompt, header) for prompt in prompts]
+    for prompt, text_in in zip(prompts, texts_in, strict=True):  # every prompt checked before any is sampled
+        ids = tokenizer(text_in, add_special_tokens=False)["input_ids"]
+        new_token_limit(prompt, 1 + len(ids), sampling.max_new_tokens, context)
+    lines = len(form.parts()) * form.lines_per_stanza()
+    config = sampling.generation_config(tokenizer)
+    records = []
+    progress.start(len(prompts) * sampling.num_samples, len(prompts) * sampling.num_samples * lines, unit="line")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), closing(progress):
+        for i, (prompt, text_in) in enumerate(zip(prompts, texts_in, strict=True)):
+            for j in range(sampling.num_samples):
+                progress.begin(prompt, text_in, j, lines)
+                completion = write_song(model, tokenizer, text_in, form, config, sampling.seed + i, j, progress.write)
+                text = text_in + completion
+                record = {
+                    "prompt": prompt,
+                    "header": header,
+                    "sample": j,
+                    "text": text,
+                    "completion": completion,
+                    "new_tokens": len(tokenizer(completion, add_special_tokens=False)["input_ids"]),
+                    "ended": True,
+                    **asdict(sampling),
+                    "prompt_seed": sampling.seed + i,
+                    "form": form.asked(),
+                    "form_measured": measured_form(text, form),
+                }
+                records.append(record)
+                progress.finish([record])
+    return records
+
+
 def song_heading(n: int, total: int, prompt: str, sample: int, cut_at: int | None = None) -> str:
     """`===== song 2/3: prompt 'Down by the river', sample 2 (cut at max_new_tokens=16)` and a line break."""
     end = "" if cut_at is None else f" (cut at max_new_tokens={cut_at})"
@@ -336,21 +413,23 @@ def write_jsonl(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
 def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """generate.py: check the settings, load the model, sample and print the songs, write JSONL if asked.
 
-    On a terminal a song sampled alone is streamed as it is written; otherwise each prompt's songs are printed
-    whole as they complete, with a bar on stderr when that is a terminal. Piped output is the same songs in the same
-    format, with nothing but whole songs.
+    On a terminal a song sampled alone, or keeping a form (line by line), is streamed as it is written; otherwise
+    each prompt's songs are printed whole as they complete, with a bar on stderr when that is a terminal. Piped
+    output is the same songs in the same format, with nothing but whole songs.
     """
     quiet_libraries()
     sampling = Sampling.from_config(cfg)  # before loading anything: a bad value fails at once
+    form = Form.from_config(cfg)
     prompts = read_prompts(cfg.get("prompt"), cfg.get("prompt_file"))
     if cfg.get("output_file"):
         check_output_file(cfg["output_file"])
     order = header_order(cfg.get("ckpt_path"), cfg.get("model_dir"))
     header = {field: cfg.get(field) for field in order}
     model, tokenizer = load_for_generation(cfg.get("ckpt_path"), cfg.get("model_dir"), cfg.get("tokenizer"))
-    stream = sys.stdout.isatty() and sampling.num_samples == 1
+    # A form song is written one song at a time, so it streams whatever num_samples is.
+    stream = sys.stdout.isatty() and (sampling.num_samples == 1 or form.active)
     progress = SongProgress(sys.stdout, stream=stream, bar=not stream)
-    records = generate_songs(model, tokenizer, prompts, sampling, header, progress)
+    records = generate_songs(model, tokenizer, prompts, sampling, header, progress, form)
     if cfg.get("output_file"):
         print(f"wrote {len(records)} songs to {write_jsonl(records, cfg['output_file'])}")
     return records
