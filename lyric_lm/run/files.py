@@ -35,6 +35,15 @@ def user_write_errors(folder: str | Path, fix: str) -> Iterator[None]:
         raise LyricLMError(f"cannot write to {folder}: {reason}; {fix}") from err
 
 
+def folder_to_write(path: Path) -> tuple[Path, bool]:
+    """(the nearest folder of `path` that exists, whether a file can be made there): where `path`'s missing folders
+    will be made, checked before any slow work so a bad output path fails at once."""
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder, folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
 def temp_path_beside(path: Path) -> Path:
     """A hidden name in `path`'s folder that no other writer picks (a rename within one folder is atomic)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")

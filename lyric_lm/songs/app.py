@@ -18,6 +18,7 @@ from transformers.generation import BaseStreamer
 
 from lyric_lm.errors import LyricLMError
 from lyric_lm.run.checkpoints import checkpoint_files, read_checkpoint
+from lyric_lm.run.files import folder_to_write
 from lyric_lm.songs import HEADER_FIELDS, Sampling, SongProgress, generate_songs, header_order, load_for_generation
 from lyric_lm.songs.form import line_syllables, rhyme_scheme, song_form, stanzas
 
@@ -319,10 +320,8 @@ def check_keep_file(path: Path) -> None:
     """Fail at startup, not at the first kept song, when the keep file cannot be written."""
     if path.is_dir():
         raise LyricLMError(f"keep_file={path} is a folder; give a file name such as {path}/{KEEP_FILE}")
-    folder = path.parent
-    while not folder.exists():  # the nearest folder that exists is where the missing ones will be made
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    folder, writable = folder_to_write(path)
+    if not writable:
         raise LyricLMError(f"keep_file={path}: {folder} is not a writable folder; give another keep_file=")
 
 

@@ -35,6 +35,7 @@ from lyric_lm.songs.form import (
     stanzas,
     syllables,
 )
+from lyric_lm.tokenizer import song_ids
 
 PARTS = ("verse", "chorus", "pre-chorus", "bridge", "intro", "outro")
 REPEATED_PARTS = frozenset({"chorus", "pre-chorus"})  # written once, then sung again word for word
@@ -515,7 +516,7 @@ def writes_tags(model: PreTrainedModel, tokenizer, text_in: str) -> bool:
     """Whether the model heads a stanza with a section tag ([Verse 1]) after `text_in` at the start of a song: its
     first token ("[") has at least TAG_PROBABILITY. A song without structure= is tagged [Verse 1], [Verse 2], ...
     when its model was trained on tagged lyrics (the builtin sample: 0.5), so it need not fight its own habit."""
-    ids = [tokenizer.eos_token_id] + tokenizer(text_in, add_special_tokens=False)["input_ids"]
+    ids = song_ids(tokenizer, text_in)
     [bracket, *_] = tokenizer("[Verse", add_special_tokens=False)["input_ids"]
     logits = model(torch.tensor([ids], device=next(model.parameters()).device)).logits[0, -1]
     return logits.float().softmax(-1)[bracket].item() >= TAG_PROBABILITY
@@ -583,7 +584,7 @@ def write_song(
         ends: list[str | None] = []
         for _ in range(form.lines_per_stanza()):
             rule = line_rule(vocab, form, ends)
-            ids = [tokenizer.eos_token_id] + tokenizer(text_in + completion, add_special_tokens=False)["input_ids"]
+            ids = song_ids(tokenizer, text_in + completion)
             torch.manual_seed(line_seed(seed, sample, line_no))
             line = sample_line(
                 model, tokenizer, vocab, ids[-keep:] if keep else ids, prefix, rule, generation_config,

@@ -6,7 +6,6 @@ Songs asked to keep a form (rhyme scheme, syllables, stanzas, structure) are wri
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import closing
@@ -22,10 +21,11 @@ from transformers.generation import BaseStreamer
 from lyric_lm.console import progress_bar, quiet_libraries
 from lyric_lm.data.conditioning import with_header
 from lyric_lm.errors import LyricLMError
-from lyric_lm.run.files import atomic_write
+from lyric_lm.run.files import atomic_write, folder_to_write
 from lyric_lm.songs.form import is_lyric_line
 from lyric_lm.songs.form_sampling import Form, measured_form, write_song
 from lyric_lm.songs.loading import load_for_generation, run_config_near
+from lyric_lm.tokenizer import song_ids
 
 # Header fields a prompt may be conditioned on, in the order the lyrics format writes them (data/reading.py).
 HEADER_FIELDS = ("title", "artist", "genre")
@@ -277,8 +277,7 @@ def generate_songs(
     jobs = []  # (prompt, text the model continues, its token ids, new tokens it may have)
     for prompt in prompts:
         text_in = song_prompt(prompt, header)
-        # Songs follow an EOS in training (they are packed song, EOS, song, ...), so EOS means "a new song".
-        ids = [tokenizer.eos_token_id] + tokenizer(text_in, add_special_tokens=False)["input_ids"]
+        ids = song_ids(tokenizer, text_in)
         jobs.append((prompt, text_in, ids, new_token_limit(prompt, len(ids), sampling.max_new_tokens, context)))
     capped = sorted({limit for *_, limit in jobs if limit < sampling.max_new_tokens})
     if capped:
@@ -393,12 +392,10 @@ def check_output_file(output_file: str | Path) -> None:
     path = Path(output_file).expanduser()
     if path.is_dir():
         raise LyricLMError(f"output_file={output_file} is a directory; give a file name such as {path}/songs.jsonl")
-    folder = path.parent
-    while not folder.exists():  # the nearest folder that exists is where the missing ones will be made
-        folder = folder.parent
+    folder, writable = folder_to_write(path)
     if not folder.is_dir():
         raise LyricLMError(f"output_file={output_file}: {folder} is a file, not a folder; give another output_file=")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not writable:
         raise LyricLMError(f"output_file={output_file}: {folder} is not writable; give another output_file=")
 
 
