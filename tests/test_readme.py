@@ -507,8 +507,12 @@ def test_readme_command(project, cmd):
         folder = folder if folder.is_absolute() else project.root / folder
         assert (folder / "config.json").is_file()
         assert (folder / ".lyric_lm_export.json").is_file()
-    elif script == "evaluate.py":  # <run>/eval/
-        folder = Path(given["ckpt_path"]).parents[1] / "eval"
+    elif script == "evaluate.py":  # <run>/eval/, or <stem>_eval/ beside a songs_file
+        if "songs_file" in given:  # lyrics scored without a model: no samples of its own
+            songs = project.root / given["songs_file"]
+            folder = songs.parent / f"{songs.stem}_eval"
+        else:
+            folder = Path(given["ckpt_path"]).parents[1] / "eval"
+            assert (folder / "samples.jsonl").is_file()
         assert json.loads((folder / "metrics.json").read_text())
         assert (folder / "report.md").is_file()
-        assert (folder / "samples.jsonl").is_file()
