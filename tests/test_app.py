@@ -21,6 +21,7 @@ from lyric_lm.songs import Sampling, generate_songs  # noqa: E402
 from lyric_lm.songs.app import (  # noqa: E402
     Models,
     PageProgress,
+    Playground,
     Server,
     SideBySide,
     best_checkpoint,
@@ -31,6 +32,8 @@ from lyric_lm.songs.app import (  # noqa: E402
     model_choices,
     write_songs,
 )
+from lyric_lm.songs.form import is_lyric_line  # noqa: E402
+from lyric_lm.songs.form_sampling import Form  # noqa: E402
 from tests.conftest import ROOT, TINY, compose_train, run_env, run_script, write_corpus  # noqa: E402
 
 PROMPT = "Down by the river"
@@ -116,6 +119,41 @@ def test_streamed_songs_are_the_songs_generate_writes(app_run):
     stopped = threading.Event()
     stopped.set()  # the page's Stop: no songs, no error
     assert all(records is None for _, records in write_songs(loaded, PROMPT, header, sampling, stopped))
+
+
+def test_songs_in_form_stream_line_by_line_and_are_the_songs_generate_writes(app_run):
+    """With the form controls set, the page writes generate.py's songs in that form (same seed, same songs), a line
+    at a time, and its Stop ends them at the next line."""
+    import threading
+
+    loaded = Models().get(str(app_run))
+    sampling = Sampling(num_samples=2, seed=5)
+    form = Form(rhyme_scheme="AA", syllables=6, stanzas=2, candidates=4)
+    header = {"title": None, "artist": None, "genre": None}
+    expected = generate_songs(loaded.model, loaded.tokenizer, [PROMPT], sampling, header, form=form)
+    *streamed, (texts, records) = list(write_songs(loaded, PROMPT, header, sampling, threading.Event(), form))
+    assert texts == [PROMPT + r["completion"] for r in expected]
+    assert [r["form_measured"] for r in records] == [r["form_measured"] for r in expected]
+    assert all(r["form"]["rhyme_scheme"] == "AA" for r in records)
+    for partial, _ in streamed:  # each snapshot is a beginning of its finished song, the second begun after the first
+        assert all(final.startswith(p) for p, final in zip(partial, texts, strict=False))
+    assert any(len(partial) == 1 for partial, _ in streamed)
+    stopped = threading.Event()
+    stopped.set()
+    assert all(records is None for _, records in write_songs(loaded, PROMPT, header, sampling, stopped, form))
+
+
+def test_the_pages_form_boxes_become_generates_form_settings():
+    play = Playground([], Models(), Path("kept.jsonl"), Sampling(), {}, Form(candidates=8))
+    page = (0.9, 50, 0.95, 64, 1, 2)  # temperature, top_k, top_p, max_new_tokens, seed, num_samples
+    sampling, form = play.page_settings(*page, "AABB", 8.0, None, None, "verse, chorus verse")
+    assert sampling.num_samples == 2
+    assert form == Form(rhyme_scheme="AABB", syllables=8, structure=("verse", "chorus", "verse"), candidates=8)
+    assert not play.page_settings(*page, "", None, 1.0, None, " ")[1].active  # empty boxes: a free song
+    with pytest.raises(LyricLMError, match="rhyme_scheme=aabb: write it in capital letters"):
+        play.page_settings(*page, "aabb", None, 1, None, "")
+    with pytest.raises(LyricLMError, match="'hook' is not a song part"):
+        play.page_settings(*page, "", None, 1, None, "verse, hook")
 
 
 def test_kept_songs_are_appended(tmp_path):
@@ -249,8 +287,6 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         assert "Written by" in page.inner_text("#status")
         assert all("rhyme scheme" in page.inner_text(f"#song-{i}-form") for i in range(2))  # the form under each
         page.screenshot(path=tmp_path / "app.png", full_page=True)
-        if os.environ.get(SCREENSHOT_VARIABLE):
-            page.screenshot(path=ROOT / os.environ[SCREENSHOT_VARIABLE], full_page=True)
 
         # Keep both, then download the kept songs.
         for i in range(2):
@@ -263,7 +299,28 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         assert [k["prompt"] + k["completion"] for k in kept] == songs
         assert kept[0]["model"] == str(best_checkpoint(app_run))
         assert kept[0]["header"] == {"genre": "folk"}
-        assert kept[0]["form"] == measure_form(songs[0])
+        assert kept[0]["form_measured"] == measure_form(songs[0])
+        assert "form" not in kept[0]  # a free song: no form asked
+
+        # The form controls: two stanzas of a rhyming couplet of about 6 syllables, the form asked under each song.
+        page.get_by_role("tab", name="Write").click()
+        page.get_by_text("Form: rhyme scheme").click()
+        page.fill("#rhyme_scheme textarea", "AA")
+        page.fill("#syllables input", "6")
+        page.fill("#stanzas input", "2")
+        page.click("#write-button")
+        # The songs shown before stay until the new ones come: wait for the form asked, which only these show.
+        for i in range(2):
+            page.wait_for_selector(f"#song-{i}-form >> text=Asked AA, 6 ± 1 syllables, 2 stanzas: ", timeout=60_000)
+        in_form = [wait_written(page, f"song-{i}") for i in range(2)]
+        assert all(sum(map(is_lyric_line, song.splitlines())) == 4 for song in in_form)
+        if os.environ.get(SCREENSHOT_VARIABLE):  # the README's: songs in form, the form asked and kept under each
+            page.screenshot(path=ROOT / os.environ[SCREENSHOT_VARIABLE], full_page=True)
+        page.fill("#rhyme_scheme textarea", "ab")
+        page.click("#write-button")
+        page.wait_for_selector("#status >> text=write it in capital letters")
+        for box in ("#rhyme_scheme textarea", "#syllables input", "#stanzas input"):  # empty again: free songs
+            page.fill(box, "")
 
         # Side by side: the earliest checkpoint against the best, same prompt and seed. B is the best checkpoint,
         # so its songs are the ones the Write tab wrote.
@@ -284,7 +341,7 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         page.click("#write-button")
         page.wait_for_selector("#status >> text=Cannot do that")
         assert "not_a_model is not a Hugging Face model directory" in page.inner_text("#status")
-        assert page.input_value("#song-0-text textarea") == songs[0]  # the songs shown stay
+        assert page.input_value("#song-0-text textarea") == in_form[0]  # the songs shown stay
         page.fill("#model input", str(app_run))  # a run folder: its best checkpoint
         page.press("#model input", "Enter")
         page.fill("#top_k input", "-1")
@@ -294,6 +351,7 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         page.click("#write-button")
         page.wait_for_selector("#status >> text=Written by")
         assert wait_written(page, "song-0") == songs[0]
+
 
         assert hosts == {f"127.0.0.1:{app_url.split(':')[2].rstrip('/')}"}  # no request leaves the machine
         browser.close()

@@ -17,11 +17,12 @@ from lyric_lm.songs.form_sampling import (
     LineSteer,
     choose_line,
     form_kept,
+    form_summary,
     form_vocab,
     line_rule,
     part_tags,
 )
-from lyric_lm.songs.samples import SampleLyrics, form_summary
+from lyric_lm.songs.samples import SampleLyrics
 from lyric_lm.songs.sampling import Sampling, SongProgress, generate, generate_songs
 from tests.conftest import CONF
 

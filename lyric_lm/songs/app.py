@@ -21,6 +21,7 @@ from lyric_lm.run.checkpoints import checkpoint_files, read_checkpoint
 from lyric_lm.run.files import folder_to_write
 from lyric_lm.songs import HEADER_FIELDS, Sampling, SongProgress, generate_songs, header_order, load_for_generation
 from lyric_lm.songs.form import line_syllables, rhyme_scheme, song_form, stanzas
+from lyric_lm.songs.form_sampling import Form, form_summary
 
 # Gradio posts usage statistics and asks for its latest version (api.gradio.app) unless this is "False"; it reads the
 # variable when a page is built and launched. Set here, before the import, so no setting of the user's turns it on.
@@ -33,6 +34,8 @@ except ImportError as err:  # the `app` extra is not installed: one line, as for
 
 # The sampling settings the page shows; the others (repetition_penalty, ...) stay as the command line sets them.
 PAGE_SETTINGS = ("temperature", "top_k", "top_p", "max_new_tokens", "seed", "num_samples")
+# The form settings the page shows (generate.py's, issue 20); `candidates` stays as the command line sets it.
+PAGE_FORM = ("rhyme_scheme", "syllables", "syllable_tolerance", "stanzas", "structure")
 MAX_SAMPLES = 4  # songs side by side on one screen; generate.py writes more
 PANEL_OUTPUTS = 4 * MAX_SAMPLES  # a handler's outputs for a set of song panels: column, text, form, Keep button each
 MODELS_IN_MEMORY = 4  # loaded models kept (two compared, the one written with, one more); GPT-2 124M is ~0.5 GB each
@@ -209,10 +212,24 @@ class SideBySide(BaseStreamer):
         self.stop = stop
         self.rows: list[list[int]] = []
         self.prompt_seen = False
+        self.lines: list[str] = []  # songs that keep a form, written one at a time, a line at a time (`write`)
 
-    def put(self, value: torch.Tensor) -> None:
+    def check(self) -> None:
         if self.stop.is_set():
             raise StopWriting
+
+    def begin(self) -> None:
+        """The next song that keeps a form begins."""
+        self.check()
+        self.lines.append("")
+
+    def write(self, text: str) -> None:
+        """The next piece (a line, a tag, a stanza break) of the song begun last."""
+        self.check()
+        self.lines[-1] += text
+
+    def put(self, value: torch.Tensor) -> None:
+        self.check()
         if not self.prompt_seen:
             self.prompt_seen = True
             return
@@ -227,12 +244,15 @@ class SideBySide(BaseStreamer):
         """Nothing to flush: generate_songs' records hold the finished songs."""
 
     def texts(self) -> list[str]:
+        if self.lines:
+            return list(self.lines)
         # A token can end inside a character's UTF-8 bytes: drop the replacement mark until the next token completes it.
         return [self.tokenizer.decode(row, skip_special_tokens=True).rstrip("\ufffd") for row in list(self.rows)]
 
 
 class PageProgress(SongProgress):
-    """generate_songs' progress, for the page: the samples are collected side by side instead of printed."""
+    """generate_songs' progress, for the page: the samples are collected side by side instead of printed (free songs
+    token by token, songs that keep a form line by line)."""
 
     def __init__(self, collector: SideBySide) -> None:
         super().__init__()
@@ -241,14 +261,26 @@ class PageProgress(SongProgress):
     def streamer(self, tokenizer, prompt: str, text_in: str, steps: int) -> BaseStreamer:
         return self.collector
 
+    def begin(self, prompt: str, text_in: str, sample: int, steps: int) -> None:
+        self.collector.begin()
+
+    def write(self, text: str) -> None:
+        self.collector.write(text)
+
 
 def write_songs(
-    loaded: LoadedModel, prompt: str, header: Mapping[str, str | None], sampling: Sampling, stop: threading.Event
+    loaded: LoadedModel,
+    prompt: str,
+    header: Mapping[str, str | None],
+    sampling: Sampling,
+    stop: threading.Event,
+    form: Form | None = None,
 ) -> Iterator[tuple[list[str], list[dict[str, Any]] | None]]:
     """(texts so far, None) about ten times a second while the songs are written, then (texts, records) once.
 
     Sampling runs in a thread so the page gets the text as it grows; setting `stop` or closing this generator (the
-    page stopped or left) ends the sampling at its next token.
+    page stopped or left) ends the sampling at its next token (a song that keeps a form: at its next line). With a
+    `form`, these are generate.py's songs in that form (generate_songs' `form`).
     """
     collector = SideBySide(loaded.tokenizer, stop)
     outcome: dict[str, Any] = {}
@@ -258,7 +290,7 @@ def write_songs(
             # Held by this thread, not by the generator: a page that leaves without closing it cannot keep the lock.
             with SAMPLING_LOCK:
                 model, tokenizer, progress = loaded.model, loaded.tokenizer, PageProgress(collector)
-                outcome["records"] = generate_songs(model, tokenizer, [prompt], sampling, header, progress)
+                outcome["records"] = generate_songs(model, tokenizer, [prompt], sampling, header, progress, form)
         except BaseException as err:  # re-raised below, in the page's thread
             outcome["error"] = err
 
@@ -288,8 +320,9 @@ def measure_form(text: str) -> dict[str, Any]:
     return {"stanzas": shape, **song_form(text)}
 
 
-def form_markdown(form: Mapping[str, Any]) -> str:
-    """The form shown under a song: one line per stanza (scheme, syllables of each line), then the song's figures."""
+def form_markdown(form: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> str:
+    """The form shown under a song: one line per stanza (scheme, syllables of each line), then the song's figures;
+    for a song asked to keep a form (its record's `form`), how well it kept it."""
     if not form["stanzas"]:
         return "*Form: no lyric lines yet.*"
     lines = [
@@ -300,7 +333,18 @@ def form_markdown(form: Mapping[str, Any]) -> str:
         f"{form['syllables_per_line_mean']:.1f} ± {form['syllables_per_line_std']:.1f} syllables a line · "
         f"end rhymes {form['end_rhyme_rate']:.0%}" + (" · a repeated chorus" if form["repeated_chorus_share"] else "")
     )
-    return "\n".join(["**Form** (rhyme scheme · syllables per line)", "", *lines, "", figures])
+    kept = [form_kept_markdown(record["form"], record["form_measured"])] if record and record.get("form") else []
+    return "\n".join(["**Form** (rhyme scheme · syllables per line)", "", *lines, "", figures, *kept])
+
+
+def form_kept_markdown(asked: Mapping[str, Any], measured: Mapping[str, Any]) -> str:
+    """`Asked AABB, 8 ± 1 syllables, 3 stanzas: rhyme 6/6 pairs, syllables 92% of lines`."""
+    wanted = [f"**{asked['rhyme_scheme']}**"] if asked["rhyme_scheme"] else []
+    if asked["syllables"] is not None:
+        wanted.append(f"{asked['syllables']} ± {asked['syllable_tolerance']} syllables")
+    n = asked["stanzas"]
+    wanted.append(", ".join(asked["structure"]) if asked["structure"] else f"{n} stanza{'s' * (n != 1)}")
+    return f"\nAsked {', '.join(wanted)}: {form_summary(measured)}"
 
 
 def default_keep_file(choices: Sequence[ModelChoice]) -> Path:
@@ -397,7 +441,7 @@ def panel_updates(n: int, texts: Sequence[str], records: Sequence[Mapping[str, A
         updates += [
             gr.Column(visible=i < n),
             gr.Textbox(value=text, label=f"song {i + 1}{cut}"),
-            gr.Markdown(value=form_markdown(measure_form(text)) if done else ""),
+            gr.Markdown(value=form_markdown(measure_form(text), records[i]) if done else ""),
             gr.Button(interactive=done),
         ]
     return updates
@@ -413,12 +457,14 @@ class Playground:
         keep_file: Path,
         sampling: Sampling,
         start: Mapping[str, str | None],
+        form: Form | None = None,
     ) -> None:
         self.choices = list(choices)
         self.labels = {c.value: c.label for c in choices}
         self.models = models
         self.keep_file = keep_file
         self.sampling = sampling  # the command line's: the page changes PAGE_SETTINGS, the others hold
+        self.form = form or Form()  # the command line's: the page changes PAGE_FORM, `candidates` holds
         self.start = start  # the page's first prompt and header
         self.writing: set[threading.Event] = set()  # the stop events of the songs being written, from every tab
 
@@ -431,7 +477,7 @@ class Playground:
             return self.models.get(value)
 
     def songs(
-        self, value: str, prompt: str, header: Mapping[str, str | None], sampling: Sampling
+        self, value: str, prompt: str, header: Mapping[str, str | None], sampling: Sampling, form: Form
     ) -> Iterator[tuple[list[str], list[dict[str, Any]] | None]]:
         """write_songs with the model, the header in its training order; a Stop button ends it."""
         loaded = self.load(value)
@@ -439,7 +485,7 @@ class Playground:
         stop = threading.Event()
         self.writing.add(stop)
         try:
-            yield from write_songs(loaded, prompt or "", header, sampling, stop)
+            yield from write_songs(loaded, prompt or "", header, sampling, stop, form)
         finally:
             self.writing.discard(stop)
 
@@ -452,13 +498,13 @@ class Playground:
     def write(self, value: str, prompt: str, title: str, artist: str, genre: str, *settings: Any) -> Iterator[list]:
         """The Write button: num_samples songs side by side, streamed. Outputs: status, records, the panels."""
         try:
-            sampling = self.page_sampling(*settings)
+            sampling, form = self.page_settings(*settings)
             self.load(value)
             label = self.label(value)
             yield [f"Writing with **{label}** ...", None, *panel_updates(sampling.num_samples, [], None)]
             header = dict(zip(HEADER_FIELDS, (title, artist, genre), strict=True))
             start = time.monotonic()
-            for texts, records in self.songs(value, prompt, header, sampling):
+            for texts, records in self.songs(value, prompt, header, sampling, form):
                 took = f" in {time.monotonic() - start:.1f} s"
                 status = f"Writing with **{label}** ..." if records is None else f"Written by **{label}**{took}."
                 kept = [{**r, "model": value} for r in records] if records else None
@@ -472,7 +518,7 @@ class Playground:
         """The Compare button: the same prompt, header, settings and seed to both models, one after the other.
         Outputs: status, then records and panels of side A, then of side B."""
         try:
-            sampling = self.page_sampling(*settings)
+            sampling, form = self.page_settings(*settings)
             self.load(value_a)
             self.load(value_b)
             n = sampling.num_samples
@@ -480,7 +526,7 @@ class Playground:
             sides: list[list] = [[None, *panel_updates(n, [], None)] for _ in (value_a, value_b)]
             yield ["Comparing ...", *sides[0], *sides[1]]
             for side, value in enumerate((value_a, value_b)):
-                for texts, records in self.songs(value, prompt, header, sampling):
+                for texts, records in self.songs(value, prompt, header, sampling, form):
                     kept = [{**r, "model": value} for r in records] if records else None
                     sides[side] = [kept, *panel_updates(n, texts, records)]
                     yield [f"Comparing: writing with **{self.label(value)}** ...", *sides[0], *sides[1]]
@@ -488,17 +534,25 @@ class Playground:
         except LyricLMError as err:
             yield page_message(err, 1 + 2 * (1 + PANEL_OUTPUTS))
 
-    def page_sampling(self, *values: Any) -> Sampling:
-        """The page's PAGE_SETTINGS over the command line's other settings (repetition_penalty, ...), checked:
-        Sampling names a bad value. Gradio gives whole numbers as floats (a slider's 2.0)."""
+    def page_settings(self, *values: Any) -> tuple[Sampling, Form]:
+        """The page's PAGE_SETTINGS and PAGE_FORM over the command line's other settings (repetition_penalty,
+        candidates, ...), checked: Sampling and Form name a bad value. Gradio gives whole numbers as floats (a
+        slider's 2.0); an empty box is None (any), a structure is parts apart by commas or spaces."""
         values = tuple(int(v) if isinstance(v, float) and v.is_integer() else v for v in values)
-        sampling = replace(self.sampling, **dict(zip(PAGE_SETTINGS, values, strict=True)))
+        sampling_values, form_values = values[: len(PAGE_SETTINGS)], values[len(PAGE_SETTINGS) :]
+        sampling = replace(self.sampling, **dict(zip(PAGE_SETTINGS, sampling_values, strict=True)))
         if sampling.num_samples > MAX_SAMPLES:
             raise LyricLMError(
                 f"num_samples={sampling.num_samples}: the page shows at most {MAX_SAMPLES} songs side by side; "
                 f"generate.py num_samples={sampling.num_samples} writes more"
             )
-        return sampling
+        asked = dict(zip(PAGE_FORM, form_values, strict=True))
+        asked = {k: v.strip() or None if isinstance(v, str) else v for k, v in asked.items()}
+        if asked["structure"]:
+            asked["structure"] = [p for p in asked["structure"].replace(",", " ").split() if p]
+        if asked["syllable_tolerance"] is None:
+            asked["syllable_tolerance"] = self.form.syllable_tolerance
+        return sampling, Form.from_config({**asked, "candidates": self.form.candidates})
 
     def keep(self, i: int, records: list[dict[str, Any]] | None) -> list:
         """A Keep button: append song i of the panels' records to the keep file."""
@@ -506,7 +560,9 @@ class Playground:
             return page_message(LyricLMError("this song is not written yet; keep it once it is"), 3)
         record = dict(records[i])
         model = record.pop("model")
-        record["form"] = measure_form(record["prompt"] + record["completion"])
+        # As generate.py's JSONL: `form` is the form asked for (a song that keeps one), `form_measured` what it has.
+        measured = measure_form(record["prompt"] + record["completion"])
+        record["form_measured"] = {**record.get("form_measured", {}), **measured}
         try:
             count = keep_song(record, model, self.keep_file)
         except LyricLMError as err:
@@ -524,7 +580,7 @@ class Playground:
 
 
 def build_page(play: Playground) -> gr.Blocks:
-    """The page: prompt, header and sampling settings on top, then tabs to write, compare and download kept songs."""
+    """The page: prompt, header, sampling and form settings on top, then tabs to write, compare, download kept songs."""
     options = [(c.label, c.value) for c in play.choices]
     start = play.choices[0].value
     # Side by side starts with the next checkpoint listed (the run's earliest) against the model the page starts
@@ -542,6 +598,9 @@ def build_page(play: Playground) -> gr.Blocks:
             ]
         with gr.Accordion("Sampling", open=True), gr.Row():
             settings = sampling_controls(play.sampling)
+        form_title = "Form: rhyme scheme, syllables, stanzas (empty: a free song)"
+        with gr.Accordion(form_title, open=play.form.active, elem_id="form"), gr.Row():
+            settings += form_controls(play.form)
         status = gr.Markdown(elem_id="status")
         with gr.Tabs():
             with gr.Tab("Write", id="write"):
@@ -604,6 +663,23 @@ def sampling_controls(sampling: Sampling) -> list[gr.components.Component]:
     ]
 
 
+def form_controls(form: Form) -> list[gr.components.Component]:
+    """PAGE_FORM's inputs, in that order, starting at the command line's form (generate.py's settings of the same
+    names); empty boxes ask for nothing, and a bad value reaches Form and gets its message."""
+    return [
+        gr.Textbox(form.rhyme_scheme or "", label="rhyme_scheme", placeholder="AABB, ABAB", elem_id="rhyme_scheme"),
+        gr.Number(form.syllables, precision=0, label="syllables per line", elem_id="syllables"),
+        gr.Number(form.syllable_tolerance, precision=0, label="syllable_tolerance (±)", elem_id="syllable_tolerance"),
+        gr.Number(form.stanzas, precision=0, label="stanzas", elem_id="stanzas"),
+        gr.Textbox(
+            ", ".join(form.structure or ()),
+            label="structure (a chorus is written once, then repeated)",
+            placeholder="verse, chorus, verse, chorus",
+            elem_id="structure",
+        ),
+    ]
+
+
 def model_list(options: list[tuple[str, str]], value: str, label: str, elem_id: str, scale: int | None = None):
     """A list of the run's models that also takes a typed path or hub id."""
     return gr.Dropdown(options, value=value, label=label, allow_custom_value=True, scale=scale, elem_id=elem_id)
@@ -634,13 +710,14 @@ def serve(cfg: Mapping[str, Any]) -> None:
     """app.py: check the settings, load the starting model, then serve the page until Ctrl-C."""
     server = Server(cfg.get("host") or "127.0.0.1", cfg.get("port"), cfg.get("share"))
     sampling = Sampling.from_config(cfg)  # the page's starting values, checked as generate.py checks them
+    form = Form.from_config(cfg)
     choices = model_choices(cfg.get("run_dir"), cfg.get("ckpt_path"), cfg.get("model_dir"))
     keep_file = Path(cfg.get("keep_file") or default_keep_file(choices)).expanduser()
     check_keep_file(keep_file)
     models = Models(cfg.get("tokenizer"))
     models.get(choices[0].value)  # now: a path that is not a model fails here, as one line, before any page
     start = {f: cfg.get(f) for f in ("prompt", *HEADER_FIELDS)}
-    page = build_page(Playground(choices, models, keep_file, sampling, start))
+    page = build_page(Playground(choices, models, keep_file, sampling, start, form))
     try:
         _, local_url, share_url = page.queue().launch(
             server_name=server.host,

@@ -641,3 +641,13 @@ def measured_form(text: str, form: Form) -> dict[str, Any]:
     """The JSON record's `form_measured`: `form_kept` and the song's form metrics (form.song_form)."""
     metrics = {k: v for k, v in song_form(text).items() if k != "songs"}
     return {**form_kept(text, form), **metrics}
+
+
+def form_summary(measured: dict) -> str:
+    """`rhyme 7/8 pairs, syllables 92% of lines` for a song that keeps a form (see form_kept)."""
+    parts = []
+    if measured["rhyme_pair_share"] is not None:
+        parts.append(f"rhyme {measured['rhymed_pairs']}/{measured['rhyme_pairs']} pairs")
+    if measured["syllables_kept_share"] is not None:
+        parts.append(f"syllables {measured['syllables_kept_share']:.0%} of lines")
+    return ", ".join(parts) or f"{len(measured['stanza_lines'])} stanzas"

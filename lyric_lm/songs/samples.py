@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from lyric_lm.songs.form_sampling import Form
+from lyric_lm.songs.form_sampling import Form, form_summary
 from lyric_lm.songs.sampling import Sampling, generate_songs, read_prompts
 from lyric_lm.tokenizer import load_tokenizer
 
@@ -60,13 +60,3 @@ def samples_markdown(records: Sequence[dict], step: int, epoch: int) -> str:
             end += ", " + form_summary(rec["form_measured"])
         parts.append(f"**prompt {rec['prompt']!r}, seed {rec['prompt_seed']}{end}**\n\n```text\n{rec['text']}\n```\n")
     return "\n".join(parts)
-
-
-def form_summary(measured: dict) -> str:
-    """`rhyme 7/8 pairs, syllables 92% of lines` for a song that keeps a form (see form_sampling.form_kept)."""
-    parts = []
-    if measured["rhyme_pair_share"] is not None:
-        parts.append(f"rhyme {measured['rhymed_pairs']}/{measured['rhyme_pairs']} pairs")
-    if measured["syllables_kept_share"] is not None:
-        parts.append(f"syllables {measured['syllables_kept_share']:.0%} of lines")
-    return ", ".join(parts) or f"{len(measured['stanza_lines'])} stanzas"
