@@ -306,21 +306,35 @@ def generate_songs(
                 if ended:
                     new = new[: new.index(tokenizer.eos_token_id)]
                 completion = tokenizer.decode(new, skip_special_tokens=True)
-                records.append(
-                    {
-                        "prompt": prompt,
-                        "header": header,
-                        "sample": j,
-                        "text": text_in + completion,
-                        "completion": completion,
-                        "new_tokens": len(new),
-                        "ended": ended,
-                        **asdict(fitted),  # the settings as sampled: max_new_tokens capped to the context
-                        "prompt_seed": sampling.seed + i,
-                    }
-                )
+                # The settings as sampled: max_new_tokens capped to the context.
+                records.append(song_record(prompt, header, j, text_in, completion, len(new), ended, fitted, i))
             progress.finish(records[first:])
     return records
+
+
+def song_record(
+    prompt: str,
+    header: Mapping[str, str],
+    sample: int,
+    text_in: str,
+    completion: str,
+    new_tokens: int,
+    ended: bool,
+    sampling: Sampling,
+    prompt_index: int,
+) -> dict[str, Any]:
+    """One song's JSONL record: the prompt, header and sample, the text, and every sampling setting."""
+    return {
+        "prompt": prompt,
+        "header": header,
+        "sample": sample,
+        "text": text_in + completion,
+        "completion": completion,
+        "new_tokens": new_tokens,
+        "ended": ended,
+        **asdict(sampling),
+        "prompt_seed": sampling.seed + prompt_index,
+    }
 
 
 @torch.no_grad()
@@ -351,20 +365,9 @@ def form_songs(
             for j in range(sampling.num_samples):
                 progress.begin(prompt, text_in, j, lines)
                 completion = write_song(model, tokenizer, text_in, form, config, sampling.seed + i, j, progress.write)
-                text = text_in + completion
-                record = {
-                    "prompt": prompt,
-                    "header": header,
-                    "sample": j,
-                    "text": text,
-                    "completion": completion,
-                    "new_tokens": len(tokenizer(completion, add_special_tokens=False)["input_ids"]),
-                    "ended": True,
-                    **asdict(sampling),
-                    "prompt_seed": sampling.seed + i,
-                    "form": form.asked(),
-                    "form_measured": measured_form(text, form),
-                }
+                new_tokens = len(tokenizer(completion, add_special_tokens=False)["input_ids"])
+                record = song_record(prompt, header, j, text_in, completion, new_tokens, True, sampling, i)
+                record.update(form=form.asked(), form_measured=measured_form(record["text"], form))
                 records.append(record)
                 progress.finish([record])
     return records
