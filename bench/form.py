@@ -197,10 +197,8 @@ def report(args, ckpt: str, results: list[dict], example: str, yardstick: Form) 
 the builtin sample), one song per seed 0..{args.songs - 1} per setting, settings interleaved; torch
 threads={args.threads}, {os.cpu_count()} CPU cores ({platform.machine()}) shared with other jobs while measured. Rhyme:
 line pairs the scheme asks to rhyme (both end words in the CMU dictionary) that rhyme perfectly; free songs are
-measured as AABB, line by line in groups of 4. Syllables: lines within 8 +- 1. Free songs end where the model ends
-them (often early), so a song in form is timed against a free song of as many tokens. Perplexity: the model's, over
-each song's tokens, and over those of its lyric lines alone (section tags such as `[Verse 1]`, which the model
-writes itself in free songs and is given in songs in form, are cheap tokens).
+measured as AABB in groups of 4 lines. Syllables: lines within 8 +- 1. A song in form is timed against a free song of
+as many tokens. Perplexity: the model's over each song, and over its lyric lines alone (without section tags).
 
 {HEADER}
 {table}
