@@ -259,6 +259,19 @@ def app_url(app_run, tmp_path):
         proc.wait(timeout=30)
 
 
+def wait_shown(page, log: Path, where: str, text: str, timeout_ms: int = 60_000) -> None:
+    """Wait until `where` shows `text`; if it does not, fail saying what the page's status and `where` show, and the
+    end of app.py's output (`log`)."""
+    try:
+        page.wait_for_selector(f"{where} >> text={text}", timeout=timeout_ms)
+    except Exception as err:  # Playwright's TimeoutError: say what the page and the server show instead
+        server = log.read_text()[-3000:] if log.is_file() else ""
+        raise AssertionError(
+            f"{where} did not show {text!r} in {timeout_ms / 1000:.0f} s; status: {page.inner_text('#status')!r}; "
+            f"{where}: {page.inner_text(where)!r}; app.py's output ends:\n{server}"
+        ) from err
+
+
 def wait_written(page, panel: str) -> str:
     """Wait until a song panel's Keep button is enabled (its song is finished); its text."""
     page.wait_for_function(f"() => !document.querySelector('#{panel}-keep').disabled", timeout=60_000)
@@ -273,6 +286,7 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=browser_path, headless=True, args=args)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        log = tmp_path / "app.log"  # app.py's output (the app_url fixture), for wait_shown's message
         hosts = set()
         page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
         page.goto(app_url)
@@ -291,7 +305,7 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         # Keep both, then download the kept songs.
         for i in range(2):
             page.click(f"#song-{i}-keep")
-            page.wait_for_selector(f"#status >> text=Kept song {i + 1}")
+            wait_shown(page, log, "#status", f"Kept song {i + 1}")
         page.get_by_role("tab", name="Kept songs").click()
         with page.expect_download() as download:
             page.click("#download")
@@ -308,17 +322,18 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         page.fill("#rhyme_scheme textarea", "AA")
         page.fill("#syllables input", "6")
         page.fill("#stanzas input", "2")
+        page.press("#stanzas input", "Tab")  # as a user leaves the box
         page.click("#write-button")
         # The songs shown before stay until the new ones come: wait for the form asked, which only these show.
         for i in range(2):
-            page.wait_for_selector(f"#song-{i}-form >> text=Asked AA, 6 ± 1 syllables, 2 stanzas: ", timeout=60_000)
+            wait_shown(page, log, f"#song-{i}-form", "Asked AA, 6 ± 1 syllables, 2 stanzas: ", timeout_ms=120_000)
         in_form = [wait_written(page, f"song-{i}") for i in range(2)]
         assert all(sum(map(is_lyric_line, song.splitlines())) == 4 for song in in_form)
         if os.environ.get(SCREENSHOT_VARIABLE):  # the README's: songs in form, the form asked and kept under each
             page.screenshot(path=ROOT / os.environ[SCREENSHOT_VARIABLE], full_page=True)
         page.fill("#rhyme_scheme textarea", "ab")
         page.click("#write-button")
-        page.wait_for_selector("#status >> text=write it in capital letters")
+        wait_shown(page, log, "#status", "write it in capital letters")
         for box in ("#rhyme_scheme textarea", "#syllables input", "#stanzas input"):  # empty again: free songs
             page.fill(box, "")
 
@@ -339,19 +354,18 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         page.fill("#model input", str(tmp_path / "not_a_model"))
         page.press("#model input", "Enter")
         page.click("#write-button")
-        page.wait_for_selector("#status >> text=Cannot do that")
+        wait_shown(page, log, "#status", "Cannot do that")
         assert "not_a_model is not a Hugging Face model directory" in page.inner_text("#status")
         assert page.input_value("#song-0-text textarea") == in_form[0]  # the songs shown stay
         page.fill("#model input", str(app_run))  # a run folder: its best checkpoint
         page.press("#model input", "Enter")
         page.fill("#top_k input", "-1")
         page.click("#write-button")
-        page.wait_for_selector("#status >> text=top_k=-1 is out of range")
+        wait_shown(page, log, "#status", "top_k=-1 is out of range")
         page.fill("#top_k input", "50")
         page.click("#write-button")
-        page.wait_for_selector("#status >> text=Written by")
+        wait_shown(page, log, "#status", "Written by")
         assert wait_written(page, "song-0") == songs[0]
-
 
         assert hosts == {f"127.0.0.1:{app_url.split(':')[2].rstrip('/')}"}  # no request leaves the machine
         browser.close()
