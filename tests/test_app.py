@@ -150,6 +150,7 @@ def test_the_pages_form_boxes_become_generates_form_settings():
     assert sampling.num_samples == 2
     assert form == Form(rhyme_scheme="AABB", syllables=8, structure=("verse", "chorus", "verse"), candidates=8)
     assert not play.page_settings(*page, "", None, 1.0, None, " ")[1].active  # empty boxes: a free song
+    assert not play.page_settings(*page, "", 0.0, 1.0, 0.0, "")[1].active  # number boxes show empty as 0
     with pytest.raises(LyricLMError, match="rhyme_scheme=aabb: write it in capital letters"):
         play.page_settings(*page, "aabb", None, 1, None, "")
     with pytest.raises(LyricLMError, match="'hook' is not a song part"):
@@ -318,7 +319,6 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
 
         # The form controls: two stanzas of a rhyming couplet of about 6 syllables, the form asked under each song.
         page.get_by_role("tab", name="Write").click()
-        page.get_by_text("Form: rhyme scheme").click()
         page.fill("#rhyme_scheme textarea", "AA")
         page.fill("#syllables input", "6")
         page.fill("#stanzas input", "2")
@@ -334,8 +334,9 @@ def test_the_page_in_a_real_browser(chromium, app_run, app_url, tmp_path):
         page.fill("#rhyme_scheme textarea", "ab")
         page.click("#write-button")
         wait_shown(page, log, "#status", "write it in capital letters")
-        for box in ("#rhyme_scheme textarea", "#syllables input", "#stanzas input"):  # empty again: free songs
-            page.fill(box, "")
+        page.fill("#rhyme_scheme textarea", "")  # free songs again: no scheme, any syllables, the default stanzas
+        page.fill("#syllables input", "0")
+        page.fill("#stanzas input", "0")
 
         # Side by side: the earliest checkpoint against the best, same prompt and seed. B is the best checkpoint,
         # so its songs are the ones the Write tab wrote.

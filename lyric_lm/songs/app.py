@@ -548,6 +548,8 @@ class Playground:
             )
         asked = dict(zip(PAGE_FORM, form_values, strict=True))
         asked = {k: v.strip() or None if isinstance(v, str) else v for k, v in asked.items()}
+        for name in ("syllables", "stanzas"):  # a number box shows an empty value as 0: any syllables, the default
+            asked[name] = asked[name] or None
         if asked["structure"]:
             asked["structure"] = [p for p in asked["structure"].replace(",", " ").split() if p]
         if asked["syllable_tolerance"] is None:
@@ -598,8 +600,9 @@ def build_page(play: Playground) -> gr.Blocks:
             ]
         with gr.Accordion("Sampling", open=True), gr.Row():
             settings = sampling_controls(play.sampling)
-        form_title = "Form: rhyme scheme, syllables, stanzas (empty: a free song)"
-        with gr.Accordion(form_title, open=play.form.active, elem_id="form"), gr.Row():
+        # Open from the start, as Sampling: Gradio re-renders an accordion's children in ways that can lose typed
+        # values (gradio-app/gradio#12535), and the browser test once saw no form asked after opening a closed one.
+        with gr.Accordion("Form: rhyme scheme, syllables, stanzas (empty: a free song)", open=True), gr.Row():
             settings += form_controls(play.form)
         status = gr.Markdown(elem_id="status")
         with gr.Tabs():
@@ -665,12 +668,12 @@ def sampling_controls(sampling: Sampling) -> list[gr.components.Component]:
 
 def form_controls(form: Form) -> list[gr.components.Component]:
     """PAGE_FORM's inputs, in that order, starting at the command line's form (generate.py's settings of the same
-    names); empty boxes ask for nothing, and a bad value reaches Form and gets its message."""
+    names); empty boxes and 0 ask for nothing, and a bad value reaches Form and gets its message."""
     return [
         gr.Textbox(form.rhyme_scheme or "", label="rhyme_scheme", placeholder="AABB, ABAB", elem_id="rhyme_scheme"),
-        gr.Number(form.syllables, precision=0, label="syllables per line", elem_id="syllables"),
+        gr.Number(form.syllables or 0, precision=0, label="syllables per line (0: any)", elem_id="syllables"),
         gr.Number(form.syllable_tolerance, precision=0, label="syllable_tolerance (±)", elem_id="syllable_tolerance"),
-        gr.Number(form.stanzas, precision=0, label="stanzas", elem_id="stanzas"),
+        gr.Number(form.stanzas or 0, precision=0, label="stanzas (0: 3, or one per part)", elem_id="stanzas"),
         gr.Textbox(
             ", ".join(form.structure or ()),
             label="structure (a chorus is written once, then repeated)",
